@@ -1,3 +1,20 @@
 """Offline datasets: the transitions pytree, loaders, the task registry."""
 
+from mb2po_jax.data.loaders import (
+    DatasetInfo,
+    DatasetNotFoundError,
+    fingerprint,
+    load_d4rl_hdf5,
+    load_minari,
+)
+from mb2po_jax.data.maker import MadeDataset, make_minari_dataset
+from mb2po_jax.data.registry import (
+    ENV_IDS,
+    KINDS,
+    d4rl_filename,
+    env_name_from_id,
+    parse_task_name,
+    resolve_dataset,
+)
 from mb2po_jax.data.transitions import Transitions, sample_batch, to_device
+from mb2po_jax.data.validation import DatasetError, validate_transitions

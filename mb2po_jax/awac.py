@@ -1,0 +1,307 @@
+"""AWAC (Nair et al., 2020; a.k.a. CRR-exp) with the paper's distributional critic.
+
+Paper section 4.2 and appendix 7.1. One update is
+
+* critic: quantile regression (QR-DQN) with the quantile-Huber loss (kappa=1,
+  quantile midpoints), learned in the space of Pohlen's transform h; clipped
+  double Q with double-DQN selection; soft target update;
+* policy: advantage-weighted regression,
+  ``-E_{(s,a)~D}[log pi(a|s) * min(exp(A(s,a)/alpha), 20)]``,
+  ``A(s,a) = Q(s,a) - mean_{j=1..10} Q(s, a_j), a_j ~ pi(.|s)``.
+
+How we read the paper where it is terse (choices documented here on purpose):
+
+1. *Critic target.* For each sample, a' ~ pi(.|s') is drawn from the current
+   policy. Both ONLINE critics evaluate (s', a'); the member whose mean return
+   ``mean_i h^-1(Z_i)`` is lower is selected per sample (clipped double Q,
+   Fujimoto et al.), and that member's TARGET-network quantiles are
+   bootstrapped (double DQN, van Hasselt et al.: select with online, evaluate
+   with target). Target quantiles are ``h(r + gamma (1 - terminal) h^-1(z'_j))``
+   for each of the 100 target quantiles z'_j; both members regress onto the
+   same target. Timeouts bootstrap (only true terminals cut the return).
+2. *Q for the advantage* is ``min over members of mean over quantiles of
+   h^-1(Z)``: the mean of the return distribution, pessimistic over members,
+   computed in return space (not h-space, where the mean would be biased).
+3. *Which critic the policy sees.* The advantage uses the critic parameters
+   from before this step's critic update, and the policy samples a_j from the
+   pre-update policy: all losses of a step are computed from the same
+   parameters and then both optimisers step, as the reference AWAC
+   implementation (rlkit) orders it. This also lets the policy step reuse
+   Q(s, a) from the critic's forward pass.
+4. *Weight decay.* The policy's 1e-4 weight decay is coupled L2 (added to the
+   gradient before Adam, like ``torch.optim.Adam(weight_decay=...)``), not
+   AdamW; the critic has none.
+
+Everything here is pure: :func:`make_awac` closes over static hyperparameters
+and network definitions and returns ``init(key) -> state`` and
+``update(state, batch, key) -> (state, metrics)``; :func:`make_train_steps`
+wraps K updates (batch sampling included) into one ``lax.scan``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple, Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from mb2po_jax import networks, value_transform
+from mb2po_jax.data.transitions import Transitions, sample_batch
+from mb2po_jax.quantile_loss import quantile_huber_loss
+
+Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class AWACConfig:
+    """Hyperparameters. Defaults are the paper's (appendix 7.1)."""
+
+    discount: float = 0.99
+    tau: float = 5e-3  # soft target update rate
+    alpha: float = 1.0  # AWAC temperature
+    max_weight: float = 20.0  # clamp on exp(A / alpha)
+    num_advantage_samples: int = 10
+    policy_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    policy_weight_decay: float = 1e-4
+    hidden_dims: Sequence[int] = (256, 256, 256, 256)
+    num_critics: int = 2
+    num_quantiles: int = 100
+    num_components: int = 5
+    huber_kappa: float = 1.0
+    transform_eps: float = 1e-2
+    # Rows of the [2B, 100, 100] pairwise loss processed at a time (speed and
+    # memory only; the result does not depend on it).
+    loss_chunk_size: int = 256
+
+    @classmethod
+    def from_dict(cls, values) -> "AWACConfig":
+        """Builds from a mapping (e.g. an ml_collections ConfigDict), ignoring
+        keys that are not AWAC hyperparameters."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in dict(values).items() if k in names}
+        if "hidden_dims" in kwargs:
+            kwargs["hidden_dims"] = tuple(kwargs["hidden_dims"])
+        return cls(**kwargs)
+
+
+@flax.struct.dataclass
+class AWACState:
+    """Everything AWAC learns; a pytree (checkpointable, scannable)."""
+
+    policy_params: dict
+    policy_opt_state: optax.OptState
+    critic_params: dict
+    critic_target_params: dict
+    critic_opt_state: optax.OptState
+    step: jax.Array  # int32 scalar, number of updates applied
+
+
+class AWAC(NamedTuple):
+    """The pure functions and static pieces of an AWAC agent."""
+
+    config: AWACConfig
+    policy: networks.TanhGMMPolicy
+    critic: networks.QuantileCriticEnsemble
+    init: Callable[[jax.Array], AWACState]
+    update: Callable[[AWACState, Transitions, jax.Array], tuple[AWACState, Metrics]]
+    act: Callable[[dict, jax.Array], jax.Array]  # deterministic evaluation action
+
+
+def q_values(critic_quantiles: jax.Array, eps: float) -> jax.Array:
+    """Per-member mean return: [M, ..., N] h-space quantiles -> [M, ...]."""
+    return jnp.mean(value_transform.h_inv(critic_quantiles, eps), axis=-1)
+
+
+def critic_target(
+    online_next: jax.Array,
+    target_next: jax.Array,
+    rewards: jax.Array,
+    terminals: jax.Array,
+    discount: float,
+    eps: float,
+) -> jax.Array:
+    """Distributional TD target with clipped double-Q / double-DQN selection.
+
+    Args:
+        online_next: [M, B, N] online critics' quantiles at (s', a').
+        target_next: [M, B, N] target critics' quantiles at (s', a').
+        rewards, terminals: [B].
+
+    Returns:
+        [B, N] target quantiles in h-space.
+    """
+    selected = jnp.argmin(q_values(online_next, eps), axis=0)  # [B]
+    z_next = jnp.take_along_axis(target_next, selected[None, :, None], axis=0)[0]
+    returns = rewards[:, None] + discount * (1.0 - terminals[:, None]) * value_transform.h_inv(
+        z_next, eps
+    )
+    return value_transform.h(returns, eps)
+
+
+def advantage_weights(advantages: jax.Array, alpha: float, max_weight: float) -> jax.Array:
+    """min(exp(A / alpha), max_weight), computed without overflowing exp."""
+    return jnp.exp(jnp.minimum(advantages / alpha, jnp.log(max_weight)))
+
+
+def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> AWAC:
+    """Builds the AWAC agent's pure functions for the given dimensions."""
+    cfg = config
+    policy = networks.TanhGMMPolicy(
+        action_dim=act_dim, hidden_dims=tuple(cfg.hidden_dims), num_components=cfg.num_components
+    )
+    critic = networks.QuantileCriticEnsemble(
+        num_members=cfg.num_critics,
+        hidden_dims=tuple(cfg.hidden_dims),
+        num_quantiles=cfg.num_quantiles,
+    )
+    policy_opt = optax.chain(
+        optax.add_decayed_weights(cfg.policy_weight_decay), optax.adam(cfg.policy_lr)
+    )
+    critic_opt = optax.adam(cfg.critic_lr)
+
+    def init(key: jax.Array) -> AWACState:
+        policy_key, critic_key = jax.random.split(key)
+        obs = jnp.zeros((1, obs_dim), jnp.float32)
+        act = jnp.zeros((1, act_dim), jnp.float32)
+        policy_params = policy.init(policy_key, obs)
+        critic_params = critic.init(critic_key, obs, act)
+        return AWACState(
+            policy_params=policy_params,
+            policy_opt_state=policy_opt.init(policy_params),
+            critic_params=critic_params,
+            critic_target_params=critic_params,
+            critic_opt_state=critic_opt.init(critic_params),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def critic_loss(critic_params, state: AWACState, batch: Transitions, key: jax.Array):
+        next_actions = networks.sample(policy.apply(state.policy_params, batch.next_observations), key)
+        online_next = critic.apply(critic_params, batch.next_observations, next_actions)
+        target_next = critic.apply(state.critic_target_params, batch.next_observations, next_actions)
+        target = jax.lax.stop_gradient(
+            critic_target(
+                online_next, target_next, batch.rewards, batch.terminals, cfg.discount, cfg.transform_eps
+            )
+        )
+        pred = critic.apply(critic_params, batch.observations, batch.actions)  # [M, B, N]
+        members, rows, n = pred.shape
+        per_row = quantile_huber_loss(
+            pred.reshape(members * rows, n),
+            jnp.tile(target, (members, 1)),
+            cfg.huber_kappa,
+            cfg.loss_chunk_size,
+        )
+        # Mean over the batch, summed over the members (each member's own loss).
+        loss = jnp.sum(jnp.mean(per_row.reshape(members, rows), axis=1))
+        q_data = jnp.min(q_values(jax.lax.stop_gradient(pred), cfg.transform_eps), axis=0)
+        aux = {
+            "critic_loss": loss,
+            "q_data_mean": jnp.mean(q_data),
+            "q_data_max": jnp.max(q_data),
+            "target_return_mean": jnp.mean(value_transform.h_inv(target, cfg.transform_eps)),
+        }
+        return loss, (q_data, aux)
+
+    def policy_loss(policy_params, state: AWACState, batch: Transitions, q_data, key):
+        """q_data: [B] Q(s, a) of the dataset actions (pre-update critic)."""
+        dist_params = policy.apply(policy_params, batch.observations)
+        # Baseline V(s) = mean_j Q(s, a_j): sampled from the pre-update policy,
+        # with no gradient (the AWR weight is a constant for the policy step).
+        sampled = networks.sample(
+            jax.lax.stop_gradient(dist_params), key, cfg.num_advantage_samples
+        )  # [K, B, A]
+        # One critic call per sample (lax.map) rather than one call on K*B rows:
+        # each [B, 256] activation stays in cache. Measured on 2 cores: 21 ms
+        # (~95 % of matmul peak) vs 42 ms for the single 10240-row call.
+        q_pi = jax.lax.map(
+            lambda actions: jnp.min(
+                q_values(
+                    critic.apply(state.critic_params, batch.observations, actions),
+                    cfg.transform_eps,
+                ),
+                axis=0,
+            ),
+            sampled,
+        )  # [K, B]
+        advantages = q_data - jnp.mean(q_pi, axis=0)
+        weights = jax.lax.stop_gradient(advantage_weights(advantages, cfg.alpha, cfg.max_weight))
+        log_probs = networks.log_prob(dist_params, batch.actions)
+        loss = -jnp.mean(log_probs * weights)
+        aux = {
+            "policy_loss": loss,
+            "advantage_mean": jnp.mean(advantages),
+            "advantage_std": jnp.std(advantages),
+            "weight_mean": jnp.mean(weights),
+            "weight_clip_fraction": jnp.mean(weights >= cfg.max_weight * (1 - 1e-6)),
+            "log_prob_mean": jnp.mean(log_probs),
+        }
+        return loss, aux
+
+    def update(state: AWACState, batch: Transitions, key: jax.Array) -> tuple[AWACState, Metrics]:
+        """One AWAC step on a batch of B transitions (all fields [B, ...])."""
+        critic_key, policy_key = jax.random.split(key)
+        (_, (q_data, critic_aux)), critic_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+            state.critic_params, state, batch, critic_key
+        )
+        (_, policy_aux), policy_grads = jax.value_and_grad(policy_loss, has_aux=True)(
+            state.policy_params, state, batch, q_data, policy_key
+        )
+        critic_updates, critic_opt_state = critic_opt.update(
+            critic_grads, state.critic_opt_state, state.critic_params
+        )
+        critic_params = optax.apply_updates(state.critic_params, critic_updates)
+        policy_updates, policy_opt_state = policy_opt.update(
+            policy_grads, state.policy_opt_state, state.policy_params
+        )
+        policy_params = optax.apply_updates(state.policy_params, policy_updates)
+        target_params = optax.incremental_update(critic_params, state.critic_target_params, cfg.tau)
+        new_state = AWACState(
+            policy_params=policy_params,
+            policy_opt_state=policy_opt_state,
+            critic_params=critic_params,
+            critic_target_params=target_params,
+            critic_opt_state=critic_opt_state,
+            step=state.step + 1,
+        )
+        metrics = {
+            **critic_aux,
+            **policy_aux,
+            "critic_grad_norm": optax.global_norm(critic_grads),
+            "policy_grad_norm": optax.global_norm(policy_grads),
+        }
+        return new_state, metrics
+
+    def act(policy_params, observations: jax.Array) -> jax.Array:
+        """Deterministic action for evaluation ([..., obs_dim] -> [..., act_dim])."""
+        return networks.deterministic_action(policy.apply(policy_params, observations))
+
+    return AWAC(config=cfg, policy=policy, critic=critic, init=init, update=update, act=act)
+
+
+def make_train_steps(
+    update: Callable[[AWACState, Transitions, jax.Array], tuple[AWACState, Metrics]],
+    batch_size: int,
+    num_steps: int,
+) -> Callable[[AWACState, Transitions, jax.Array], tuple[AWACState, Metrics]]:
+    """``num_steps`` updates on uniformly sampled batches, as one ``lax.scan``.
+
+    Returns a jitted ``train_steps(state, dataset, key) -> (state, metrics)``
+    whose metrics are the mean over the chunk (one host transfer per chunk).
+    The dataset is an argument, not a closed-over constant, so it is not
+    baked into the compiled program.
+    """
+
+    @jax.jit
+    def train_steps(state: AWACState, dataset: Transitions, key: jax.Array):
+        def body(state, step_key):
+            batch_key, update_key = jax.random.split(step_key)
+            return update(state, sample_batch(dataset, batch_key, batch_size), update_key)
+
+        state, metrics = jax.lax.scan(body, state, jax.random.split(key, num_steps))
+        return state, jax.tree.map(jnp.mean, metrics)
+
+    return train_steps

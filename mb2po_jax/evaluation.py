@@ -1,0 +1,217 @@
+"""Policy evaluation in gymnasium MuJoCo environments, with D4RL-normalised scores.
+
+Offline-RL results are reported as D4RL normalised scores (0 = random policy,
+100 = expert), so evaluation has to (a) run a fixed number of *complete*
+episodes, (b) be reproducible from a seed, and (c) be fast enough to call
+during training. We run a synchronous vector env for speed, but drive resets
+ourselves (``AutoresetMode.DISABLED``) so that every episode gets its own
+reset seed and no reward from gymnasium's implicit autoreset step can leak into
+a return.
+
+Seeding scheme: episode ``k`` (``k = 0 .. num_episodes - 1``) is always started
+with ``env.reset(seed=seed + k)`` and is run in sub-env ``k % num_envs``. Hence
+``returns[k]`` equals the return of a plain single-env loop that calls
+``gymnasium.make(env_id).reset(seed=seed + k)`` and steps the same
+deterministic policy, independent of ``num_envs``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+# D4RL reference returns (random policy, expert policy) used for normalisation;
+# from d4rl/infos.py (REF_MIN_SCORE / REF_MAX_SCORE).
+D4RL_REF_SCORES: dict[str, tuple[float, float]] = {
+    "hopper": (-20.272305, 3234.3),
+    "halfcheetah": (-280.178953, 12135.0),
+    "walker2d": (1.629008, 4592.3),
+}
+
+ActFn = Callable[[np.ndarray], Any]
+
+
+def _env_key(env: str) -> str:
+    """Maps 'Hopper-v5' / 'hopper' to the D4RL key 'hopper'."""
+    return re.sub(r"-v\d+$", "", env).lower()
+
+
+def lookup_ref_scores(env: str) -> tuple[float, float] | None:
+    """Returns D4RL (random, expert) returns for ``env``, or None if unknown.
+
+    Accepts bare names ('hopper'), gymnasium ids ('Hopper-v5') and D4RL
+    dataset names ('hopper-medium-v2'; the first dash-separated token is tried
+    as a fallback because the dataset flavour does not change the references).
+    """
+    key = _env_key(env)
+    if key in D4RL_REF_SCORES:
+        return D4RL_REF_SCORES[key]
+    return D4RL_REF_SCORES.get(key.split("-")[0])
+
+
+def normalized_score(
+    env: str,
+    returns: float | np.ndarray,
+    *,
+    ref_scores: tuple[float, float] | None = None,
+) -> float | np.ndarray:
+    """D4RL normalised score ``100 * (R - R_random) / (R_expert - R_random)``.
+
+    Args:
+        env: 'hopper', 'halfcheetah', 'walker2d' or a gymnasium id such as
+            'Hopper-v5'. Ignored when ``ref_scores`` is given.
+        returns: an undiscounted episode return or an array of them.
+        ref_scores: explicit ``(min, max)`` reference returns, for environments
+            D4RL has no references for.
+
+    Returns:
+        A float for scalar input, else an array of the same shape.
+    """
+    if ref_scores is None:
+        ref_scores = lookup_ref_scores(env)
+        if ref_scores is None:
+            raise ValueError(
+                f"No D4RL reference scores for env {env!r}; known envs: "
+                f"{sorted(D4RL_REF_SCORES)}. Pass reference scores explicitly "
+                "with ref_scores=(min, max)."
+            )
+    low, high = (float(s) for s in ref_scores)
+    if high == low:
+        raise ValueError(f"ref_scores must differ, got {ref_scores!r}")
+    score = 100.0 * (np.asarray(returns, dtype=np.float64) - low) / (high - low)
+    return float(score) if score.ndim == 0 else score
+
+
+def _make_vec_env(
+    env_id: str, num_envs: int, max_episode_steps: int | None
+) -> gym.vector.VectorEnv:
+    """Sync vector env with autoreset disabled: we reset finished envs ourselves."""
+    kwargs: dict[str, Any] = {}
+    if max_episode_steps is not None:
+        # Forwarded by make_vec to gymnasium.make, which installs TimeLimit.
+        kwargs["max_episode_steps"] = max_episode_steps
+    return gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": AutoresetMode.DISABLED},
+        **kwargs,
+    )
+
+
+def _clip_actions(actions: Any, space: gym.spaces.Box, num_envs: int) -> np.ndarray:
+    """Converts policy output (possibly a jax array) to a clipped numpy batch."""
+    actions = np.asarray(actions, dtype=space.dtype).reshape((num_envs,) + space.shape)
+    return np.clip(actions, space.low, space.high)
+
+
+def _run_episodes(
+    envs: gym.vector.VectorEnv, act_fn: ActFn, num_episodes: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Runs episodes ``0..num_episodes-1``; returns (returns, lengths) by index.
+
+    Sub-env ``i`` runs episodes ``i, i + n, i + 2n, ...`` (a fixed quota), so
+    which episodes get counted never depends on which env finishes first.
+    """
+    n = envs.num_envs
+    space = envs.single_action_space
+    returns = np.zeros(num_episodes, dtype=np.float64)
+    lengths = np.zeros(num_episodes, dtype=np.int64)
+    current = np.arange(n)  # episode index each sub-env is running
+    active = current < num_episodes
+    ep_return = np.zeros(n, dtype=np.float64)
+    ep_length = np.zeros(n, dtype=np.int64)
+
+    obs, _ = envs.reset(seed=[seed + int(k) for k in current])
+    while active.any():
+        actions = _clip_actions(act_fn(obs), space, n)
+        obs, rewards, terminated, truncated, _ = envs.step(actions)
+        # Envs whose quota is used up keep stepping (a vector env steps all
+        # sub-envs together) but their rewards are discarded.
+        ep_return[active] += rewards[active]
+        ep_length[active] += 1
+
+        done = np.logical_or(terminated, truncated)
+        if not done.any():
+            continue
+        # Seed None for idle envs: their episodes are never counted.
+        reset_seeds: list[int | None] = [None] * n
+        for i in np.flatnonzero(done & active):
+            k = current[i]
+            returns[k], lengths[k] = ep_return[i], ep_length[i]
+            ep_return[i], ep_length[i] = 0.0, 0
+            current[i] = k + n
+            if current[i] < num_episodes:
+                reset_seeds[i] = seed + int(current[i])
+            else:
+                active[i] = False
+        # With autoreset disabled, stepping a finished env is an error, so
+        # every finished env (active or idle) is reset here.
+        obs, _ = envs.reset(seed=reset_seeds, options={"reset_mask": done})
+    return returns, lengths
+
+
+def evaluate(
+    act_fn: ActFn,
+    env_id: str,
+    num_episodes: int,
+    *,
+    seed: int = 0,
+    num_envs: int | None = None,
+    ref_scores: tuple[float, float] | None = None,
+    max_episode_steps: int | None = None,
+) -> dict[str, Any]:
+    """Runs exactly ``num_episodes`` complete episodes of ``act_fn`` in ``env_id``.
+
+    Args:
+        act_fn: maps a batch of observations ``[n, obs_dim]`` to actions
+            ``[n, act_dim]`` (numpy or jax); actions are clipped to the action
+            space. Should be deterministic for reproducible results.
+        env_id: gymnasium id, e.g. 'Hopper-v5'.
+        num_episodes: number of episodes to run (>= 1).
+        seed: episode ``k`` is reset with seed ``seed + k`` (see module doc).
+        num_envs: parallel sub-envs; default ``min(num_episodes, 10)``, and
+            capped at ``num_episodes`` since extra envs would only idle.
+        ref_scores: ``(min, max)`` returns for normalisation; defaults to the
+            D4RL references when ``env_id`` is known, else no normalisation.
+        max_episode_steps: overrides the env's registered time limit.
+
+    Returns:
+        dict with 'return_mean', 'return_std', 'normalized_score',
+        'normalized_score_std' (None without reference scores),
+        'episode_length_mean', 'returns' (list, ordered by episode index),
+        'episode_lengths' (list, same order), 'num_episodes' and 'env_id'.
+    """
+    if num_episodes < 1:
+        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    num_envs = min(num_episodes, 10) if num_envs is None else min(num_envs, num_episodes)
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+
+    envs = _make_vec_env(env_id, num_envs, max_episode_steps)
+    try:
+        returns, lengths = _run_episodes(envs, act_fn, num_episodes, seed)
+    finally:
+        envs.close()
+
+    if ref_scores is None:
+        ref_scores = lookup_ref_scores(env_id)
+    norm_mean = norm_std = None
+    if ref_scores is not None:
+        scores = normalized_score(env_id, returns, ref_scores=ref_scores)
+        norm_mean, norm_std = float(np.mean(scores)), float(np.std(scores))
+    return {
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+        "normalized_score": norm_mean,
+        "normalized_score_std": norm_std,
+        "episode_length_mean": float(np.mean(lengths)),
+        "returns": [float(r) for r in returns],
+        "episode_lengths": [int(n) for n in lengths],
+        "num_episodes": int(num_episodes),
+        "env_id": env_id,
+    }
