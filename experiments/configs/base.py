@@ -1,0 +1,132 @@
+"""The base experiment config and the paper's per-task hyperparameters.
+
+Every config file in this folder defines ``get_config()`` returning an
+``ml_collections.ConfigDict`` built from :func:`get_base_config`. Values are
+the paper's (``../shared/paper/mb2po-paper.md``, appendix 7): a paper config
+runs at the paper's scale (500k AWAC steps of batch 1024, ...), which takes
+about an hour per phase on one GPU and days on a 2-core CPU. Smaller scales
+(``quickstart.py``) change step and sample counts only, never the
+architecture or the losses.
+
+Override any field from the command line, e.g.
+``--config.awac.num_steps=1000 --config.seed=3``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+# Appendix 7.3: (alpha, omega, h, lambda) per task. alpha is the AWAC
+# temperature during MB2PO fine-tuning, omega the fraction of real data in a
+# fine-tuning batch, h the model-rollout horizon, lambda the uncertainty
+# penalty coefficient. "mixed" is D4RL's medium-replay.
+PAPER_MB2PO_TABLE: dict[str, tuple[float, float, int, float]] = {
+    "halfcheetah-random": (1.0, 0.8, 5, 1.0),
+    "hopper-random": (1.0, 0.8, 1, 1.0),
+    "walker2d-random": (1.0, 0.8, 1, 1.0),
+    "halfcheetah-medium": (1.0, 0.8, 5, 1.0),
+    "hopper-medium": (1.0, 0.8, 1, 1.0),
+    "walker2d-medium": (1.0, 0.8, 1, 1.0),
+    "halfcheetah-expert": (2.0, 0.8, 1, 1.0),
+    "hopper-expert": (2.0, 0.8, 1, 1.0),
+    "walker2d-expert": (2.0, 0.8, 1, 1.0),
+    "halfcheetah-medium-expert": (2.0, 0.8, 1, 1.0),
+    "hopper-medium-expert": (2.0, 0.8, 1, 1.0),
+    "walker2d-medium-expert": (2.0, 0.8, 1, 1.0),
+    "halfcheetah-mixed": (1.0, 0.01, 5, 1.0),
+    "hopper-mixed": (1.0, 0.01, 1, 1.0),
+    "walker2d-mixed": (1.0, 0.01, 1, 1.0),
+}
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    """Every field a run reads, with the paper's values as defaults."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    # A paper task name ('hopper-mixed'), 'minari:<dataset id>' or
+    # 'hdf5:<path to a D4RL file>'; see mb2po_jax.data.resolve_dataset.
+    config.dataset = "hopper-mixed"
+    # Evaluation env; None takes the dataset's own (eval) env id.
+    config.env_id = config_dict.placeholder(str)
+    # Where D4RL HDF5 files live; None: $D4RL_DATASET_DIR, else ~/.d4rl/datasets.
+    config.d4rl_dir = config_dict.placeholder(str)
+    # Fetch a Minari-hosted dataset when it is not local (network access).
+    config.download = False
+
+    # Record a small local dataset when config.dataset is missing (quickstart
+    # and tests only: a paper run must never train on data it made up).
+    config.make_dataset = ml_collections.ConfigDict()
+    config.make_dataset.enabled = False
+    config.make_dataset.env_id = "Hopper-v5"
+    config.make_dataset.num_steps = 20_000
+    config.make_dataset.policy = "random"
+    config.make_dataset.seed = 0
+
+    # AWAC pretraining (appendix 7.1; field names match awac.AWACConfig).
+    config.awac = ml_collections.ConfigDict()
+    config.awac.num_steps = 500_000
+    config.awac.batch_size = 1024
+    config.awac.discount = 0.99
+    config.awac.tau = 5e-3
+    config.awac.alpha = 1.0
+    config.awac.max_weight = 20.0
+    config.awac.num_advantage_samples = 10
+    config.awac.policy_lr = 3e-4
+    config.awac.critic_lr = 3e-4
+    config.awac.policy_weight_decay = 1e-4
+    config.awac.hidden_dims = (256, 256, 256, 256)
+    config.awac.num_critics = 2
+    config.awac.num_quantiles = 100
+    config.awac.num_components = 5
+    config.awac.huber_kappa = 1.0
+    config.awac.transform_eps = 1e-2
+    config.awac.loss_chunk_size = 256
+
+    # MB2PO fine-tuning (appendix 7.3); the per-task values come from
+    # PAPER_MB2PO_TABLE via paper_config().
+    config.mb2po = ml_collections.ConfigDict()
+    config.mb2po.alpha = 1.0
+    config.mb2po.omega = 0.8
+    config.mb2po.horizon = 1
+    config.mb2po.penalty_coef = 1.0
+    config.mb2po.num_iterations = 500
+    config.mb2po.rollout_samples = 1_000_000
+    config.mb2po.updates_per_iteration = 1000
+    config.mb2po.buffer_iterations = 100
+
+    # The training loop: K updates run as one lax.scan under one jit, and
+    # metrics come back to the host once per chunk.
+    config.train = ml_collections.ConfigDict()
+    config.train.steps_per_chunk = 1000
+    config.train.eval_every = 50_000  # multiple of steps_per_chunk
+    config.train.checkpoint_every = 10_000  # multiple of steps_per_chunk
+    config.train.keep_checkpoints = 3
+    config.train.progress_bar = True
+    config.train.tensorboard = True
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.num_episodes = 10
+    config.eval.num_envs = 10
+    config.eval.seed = 10_000  # episode k resets with seed + k
+    # None keeps the env's own time limit (1000 steps for the MuJoCo tasks).
+    config.eval.max_episode_steps = config_dict.placeholder(int)
+    return config
+
+
+def paper_config(task: str) -> ml_collections.ConfigDict:
+    """The paper's config for a task such as ``'hopper-mixed'``, at paper scale."""
+    if task not in PAPER_MB2PO_TABLE:
+        raise ValueError(f"Unknown paper task '{task}'; valid: {sorted(PAPER_MB2PO_TABLE)}.")
+    config = get_base_config()
+    config.dataset = task
+    alpha, omega, horizon, penalty = PAPER_MB2PO_TABLE[task]
+    config.mb2po.alpha = alpha
+    config.mb2po.omega = omega
+    config.mb2po.horizon = horizon
+    config.mb2po.penalty_coef = penalty
+    return config
+
+
+def get_config() -> ml_collections.ConfigDict:
+    return get_base_config()

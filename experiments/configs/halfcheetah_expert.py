@@ -1,0 +1,7 @@
+"""Paper config for halfcheetah-expert (appendix 7.3: alpha=2, omega=0.8, h=1, lambda=1)."""
+
+from experiments.configs.base import paper_config
+
+
+def get_config():
+    return paper_config("halfcheetah-expert")
