@@ -127,9 +127,11 @@ def run_awac_phase(
         def wall() -> float:
             return wall_before + time.time() - session_start
 
-        def save(step: int) -> None:
+        def save(step: int) -> float:
+            seconds = wall()
             checkpointer.save(step, state, {**meta, "phase": PHASE, "step": step,
-                                            "wall_seconds": wall(), "last_eval": last_eval})
+                                            "wall_seconds": seconds, "last_eval": last_eval})
+            return seconds
 
         train_steps = awac.make_train_steps(agent.update, config.awac.batch_size, chunk)
         dataset: Transitions = to_device(data.transitions)
@@ -157,13 +159,15 @@ def run_awac_phase(
                         metrics.write(step, eval_scalars(last_eval), "eval")
                         bar.write(_eval_line(step, last_eval))
                     if step % train_cfg.checkpoint_every == 0 or step == num_steps:
-                        save(step)
+                        # The final save's time is the phase's: a re-run of the
+                        # finished run reads back the same number.
+                        wall_seconds = save(step)
                     metrics.flush()
             except KeyboardInterrupt:
                 # Keep the work of the chunks finished since the last checkpoint.
                 save(step)
                 raise InterruptedRun(PHASE, step) from None
-        return PhaseOutcome(agent, state, step, wall(), last_eval)
+        return PhaseOutcome(agent, state, step, wall_seconds, last_eval)
 
 
 class InterruptedRun(Exception):

@@ -22,11 +22,6 @@ from mb2po_jax.checkpoint import Checkpointer
 from experiments.awac_phase import PHASE, abstract_state, build_agent, evaluate_policy
 from experiments.common import UsageError, setup_logging
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A run directory made by experiments.run.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: latest).")
-_EPISODES = flags.DEFINE_integer("num_episodes", None, "Episodes (default: the run's config).")
-_SEED = flags.DEFINE_integer("seed", None, "Evaluation seed (default: the run's config).")
-
 
 def evaluate_checkpoint(
     workdir: str | Path,
@@ -68,12 +63,13 @@ def evaluate_checkpoint(
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not _WORKDIR.value:
+    values = flags.FLAGS
+    if not values.workdir:
         raise app.UsageError("--workdir is required.")
     setup_logging()
     try:
         result = evaluate_checkpoint(
-            _WORKDIR.value, step=_STEP.value, num_episodes=_EPISODES.value, seed=_SEED.value
+            values.workdir, step=values.step, num_episodes=values.num_episodes, seed=values.seed
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -89,5 +85,14 @@ def main(argv: list[str]) -> None:
     print(json.dumps(result))
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    # Defined here, not at import, so the module imports beside other absl programs.
+    flags.DEFINE_string("workdir", None, "A run directory made by experiments.run.")
+    flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: latest).")
+    flags.DEFINE_integer("num_episodes", None, "Episodes (default: the run's config).")
+    flags.DEFINE_integer("seed", None, "Evaluation seed (default: the run's config).")
     app.run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -32,11 +32,6 @@ from mb2po_jax.metrics_logger import plot_learning_curve
 from experiments.awac_phase import InterruptedRun, TrainingDivergedError, run_awac_phase
 from experiments.common import UsageError, prepare_dataset, resolve_config_argv, setup_logging
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file: a name in experiments/configs/ or a path.", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
-
 RUN_FILE, RESULTS_FILE = "run.json", "results.json"
 
 
@@ -124,11 +119,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if _CONFIG.value is None or not _WORKDIR.value:
+    config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+    if config is None or not workdir:
         raise app.UsageError("Both --config and --workdir are required.")
     setup_logging()
     try:
-        results = run(_CONFIG.value, _WORKDIR.value)
+        results = run(config, workdir)
     except InterruptedRun as interrupted:
         print(interrupted, file=sys.stderr)
         sys.exit(130)
@@ -142,11 +138,17 @@ def main(argv: list[str]) -> None:
         f"{results['return_mean']:.1f} ± {results['return_std']:.1f}"
         + ("" if score is None else f", normalized score {score:.1f}")
         + f" after {results['steps']} steps ({results['wall_seconds']:.0f} s). "
-        f"Results: {Path(_WORKDIR.value) / RESULTS_FILE}"
+        f"Results: {Path(workdir) / RESULTS_FILE}"
     )
 
 
 def cli() -> None:
+    # Flags are defined here, not at import, so that the module can be imported
+    # (tests, notebooks) beside other absl programs.
+    config_flags.DEFINE_config_file(
+        "config", None, "Config file: a name in experiments/configs/ or a path.", lock_config=True
+    )
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
     try:
         argv = resolve_config_argv(sys.argv)
     except UsageError as error:

@@ -1,0 +1,236 @@
+"""The experiment pipeline at a tiny scale: configs, runs, checkpoints, resume.
+
+Every run here records its own small Hopper-v5 dataset into a temporary Minari
+store, trains tiny networks for a few dozen steps and evaluates short
+episodes, so the whole file takes well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import awac_phase, common
+from experiments.configs.base import PAPER_MB2PO_TABLE, get_base_config
+from experiments.evaluate import evaluate_checkpoint
+from experiments.run import run, validate_config
+from mb2po_jax.checkpoint import Checkpointer, RunMismatchError, check_same_run
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(**awac_overrides):
+    config = get_base_config()
+    config.dataset = "minari:mb2po/hopper/test-random-v0"
+    config.make_dataset.enabled = True
+    config.make_dataset.num_steps = 400
+    config.awac.hidden_dims = (32, 32)
+    config.awac.num_quantiles = 8
+    config.awac.batch_size = 32
+    config.awac.num_advantage_samples = 3
+    config.awac.loss_chunk_size = 32
+    config.awac.num_steps = 20
+    for key, value in awac_overrides.items():
+        config.awac[key] = value
+    config.train.steps_per_chunk = 5
+    config.train.eval_every = 10
+    config.train.checkpoint_every = 10
+    config.train.progress_bar = False
+    config.train.tensorboard = False
+    config.eval.num_episodes = 2
+    config.eval.num_envs = 2
+    config.eval.max_episode_steps = 30
+    return config
+
+
+@pytest.fixture(autouse=True)
+def minari_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    # One store for the whole module so the dataset is recorded once.
+    store = tmp_path_factory.getbasetemp() / "minari_store"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
+    return store
+
+
+def _restore_state(workdir: Path, config, step=None):
+    data = common.prepare_dataset(config)
+    agent = awac_phase.build_agent(config, data.info.obs_dim, data.info.act_dim)
+    with Checkpointer(workdir / "checkpoints" / "awac") as checkpointer:
+        return checkpointer.restore(awac_phase.abstract_state(agent), step)
+
+
+def _assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_run_writes_results_checkpoints_logs_and_plot(tmp_path: Path) -> None:
+    results = run(tiny_config(), tmp_path)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    for key in ("normalized_score", "return_mean", "return_std", "env_id", "dataset",
+                "steps", "wall_seconds"):
+        assert key in saved
+    assert saved["steps"] == 20 and saved["env_id"] == "Hopper-v5"
+    assert np.isfinite(saved["normalized_score"])
+    assert (tmp_path / "learning_curve.png").stat().st_size > 0
+    train_rows = (tmp_path / "awac" / "metrics_train.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in train_rows[1:]] == ["5", "10", "15", "20"]
+    eval_rows = (tmp_path / "awac" / "metrics_eval.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in eval_rows[1:]] == ["10", "20"]
+    with Checkpointer(tmp_path / "checkpoints" / "awac") as checkpointer:
+        assert checkpointer.all_steps() == [10, 20]
+    # The checkpoint is self-describing: evaluate needs only the workdir and
+    # reproduces the run's final evaluation exactly.
+    evaluated = evaluate_checkpoint(tmp_path)
+    assert evaluated["step"] == 20
+    assert evaluated["returns"] == saved["returns"]
+
+
+def test_resume_equals_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config()
+    straight = tmp_path / "straight"
+    run(config, straight)
+    final_straight, _ = _restore_state(straight, config)
+
+    # Interrupt the second run in its third chunk (after step 10 was saved).
+    interrupted = tmp_path / "interrupted"
+    real_make = awac_phase.awac.make_train_steps
+
+    def make_interrupting(*args, **kwargs):
+        train_steps, calls = real_make(*args, **kwargs), []
+
+        def wrapped(*a):
+            calls.append(1)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return train_steps(*a)
+
+        return wrapped
+
+    monkeypatch.setattr(awac_phase.awac, "make_train_steps", make_interrupting)
+    with pytest.raises(awac_phase.InterruptedRun, match="step 10"):
+        run(config, interrupted)
+    monkeypatch.setattr(awac_phase.awac, "make_train_steps", real_make)
+    with Checkpointer(interrupted / "checkpoints" / "awac") as checkpointer:
+        assert checkpointer.all_steps() == [10]
+    resumed = run(config, interrupted)
+
+    final_resumed, _ = _restore_state(interrupted, config)
+    _assert_trees_equal(final_straight, final_resumed)
+    straight_results = json.loads((straight / "results.json").read_text())
+    assert resumed["returns"] == straight_results["returns"]
+    # The resumed run's curve holds each step once.
+    rows = (interrupted / "awac" / "metrics_train.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[0] for row in rows] == ["5", "10", "15", "20"]
+    assert rows == (straight / "awac" / "metrics_train.csv").read_text().splitlines()[1:]
+
+
+def test_same_seed_same_metrics_other_seed_differs(tmp_path: Path) -> None:
+    config = tiny_config(num_steps=10)
+    config.train.eval_every = config.train.checkpoint_every = 10
+    run(config, tmp_path / "a")
+    run(config, tmp_path / "b")
+    config.seed = 1
+    run(config, tmp_path / "c")
+    read = lambda name: (tmp_path / name / "awac" / "metrics_train.csv").read_text()
+    assert read("a") == read("b")
+    assert read("a") != read("c")
+
+
+def test_rerun_of_finished_run_changes_nothing(tmp_path: Path) -> None:
+    config = tiny_config(num_steps=10)
+    first = run(config, tmp_path)
+    second = run(config, tmp_path)
+    assert first == second
+
+
+def test_workdir_refuses_other_config_or_dataset(tmp_path: Path) -> None:
+    config = tiny_config(num_steps=10)
+    run(config, tmp_path)
+    other = tiny_config(num_steps=10)
+    other.awac.alpha = 2.0
+    with pytest.raises(RunMismatchError, match=r"awac\.alpha: workdir has 1\.0, this command has 2\.0"):
+        run(other, tmp_path)
+    # Display-only fields may change.
+    cosmetic = tiny_config(num_steps=10)
+    cosmetic.train.progress_bar = True
+    run(cosmetic, tmp_path)
+    with pytest.raises(RunMismatchError, match="different dataset"):
+        check_same_run({"dataset": "x"}, {"dataset": "x"}, tmp_path,
+                       saved_fingerprint="aa" * 32, current_fingerprint="bb" * 32)
+
+
+def test_divergence_stops_with_phase_step_and_statistic(tmp_path: Path) -> None:
+    config = tiny_config(num_steps=10, critic_lr=1e30)
+    with pytest.raises(awac_phase.TrainingDivergedError, match=r"'awac'.*step 5.*critic"):
+        run(config, tmp_path)
+
+
+def test_config_validation_names_field_and_fix() -> None:
+    config = tiny_config()
+    config.train.eval_every = 7
+    with pytest.raises(common.UsageError, match=r"train\.eval_every=7 is not a multiple"):
+        validate_config(config)
+    config = tiny_config()
+    config.eval.num_episodes = 0
+    with pytest.raises(common.UsageError, match=r"eval\.num_episodes=0"):
+        validate_config(config)
+
+
+def test_config_files_and_overrides_resolve() -> None:
+    names = common.available_configs()
+    for task in PAPER_MB2PO_TABLE:
+        assert task.replace("-", "_") + ".py" in names
+    path = common.resolve_config_path("hopper_mixed.py")
+    assert path == common.resolve_config_path("hopper_mixed")
+    config = common.load_config_file(path)
+    assert (config.dataset, config.mb2po.omega, config.mb2po.horizon) == ("hopper-mixed", 0.01, 1)
+    assert config.awac.num_steps == 500_000 and config.awac.batch_size == 1024
+    halfcheetah = common.load_config_file(common.resolve_config_path("halfcheetah_random"))
+    assert halfcheetah.mb2po.horizon == 5
+    with pytest.raises(common.UsageError, match="Valid configs: .*hopper_mixed.py"):
+        common.resolve_config_path("hopper_mixd.py")
+    with pytest.raises(common.UsageError, match="awac has no field 'alph'.*alpha"):
+        common.resolve_config_argv(["run", "--config=quickstart.py", "--config.awac.alph=2"])
+    argv = common.resolve_config_argv(["run", "--config=quickstart.py", "--config.awac.alpha=2"])
+    assert argv[1] == f"--config={common.CONFIG_DIR / 'quickstart.py'}"
+
+
+def _cli(*args: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, **env_extra}
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_quickstart_at_tiny_scale_then_evaluate(tmp_path: Path, minari_store: Path) -> None:
+    workdir = tmp_path / "run"
+    overrides = [
+        "--config.dataset=minari:mb2po/hopper/test-cli-v0",
+        "--config.make_dataset.num_steps=300",
+        "--config.awac.num_steps=4", "--config.awac.batch_size=16",
+        "--config.awac.hidden_dims=(16,16)", "--config.awac.num_quantiles=4",
+        "--config.awac.loss_chunk_size=16",
+        "--config.train.steps_per_chunk=2", "--config.train.eval_every=4",
+        "--config.train.checkpoint_every=2", "--config.eval.num_episodes=1",
+        "--config.eval.num_envs=1", "--config.eval.max_episode_steps=20",
+    ]
+    env = {"MINARI_DATASETS_PATH": str(minari_store)}
+    done = _cli("experiments.run", "--config=quickstart.py", f"--workdir={workdir}",
+                *overrides, env_extra=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "normalized score" in done.stdout
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["steps"] == 4
+    evaluated = _cli("experiments.evaluate", f"--workdir={workdir}", env_extra=env)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["returns"] == results["returns"]
+    bad = _cli("experiments.run", "--config=quickstart.py", f"--workdir={workdir}",
+               "--config.awac.bogus=1", env_extra=env)
+    assert bad.returncode == 2 and "awac has no field 'bogus'" in bad.stderr
