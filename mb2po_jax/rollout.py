@@ -1,0 +1,200 @@
+"""The conservative model MDP (paper eq. 3, Algorithm 1) and its h-step rollout.
+
+One step of the conservative MDP from states s (rows):
+
+    a ~ pi(.|s)                                 (current tanh-GMM policy)
+    i ~ Uniform(elites)                          (one member per row)
+    (s' - s, r) ~ N(mu_i(s, a), diag(sigma_i^2(s, a)))
+    r~ = r - lambda * u(s, a)
+    done = termination_fn(s, a, s')
+
+with the uncertainty u taken over the members in use (the elites; by default
+all N, as the paper):
+
+* ``"max_std_norm"`` (default; MOPO's rule, which the paper's text follows:
+  "the maximum standard deviation across an ensemble"):
+  ``u = max_i ||sigma_i(s, a)||_2``, sigma_i the std of (delta s, r);
+* ``"max_frobenius"`` (Algorithm 1 as printed): ``u = max_i ||Sigma_i||_F``
+  with Sigma_i = diag(sigma_i^2), i.e. ``max_i sqrt(sum_d sigma_id^4)``.
+
+The rollout draws B = samples / h start states uniformly from the dataset and
+runs h steps as ONE ``lax.scan`` under the caller's ``jit``. Inside a step,
+rows are processed in blocks (``lax.map``) so the [N, rows, 200] ensemble
+activations of 1M rows never exist at once: memory is bounded by the block,
+not the sample count. A trajectory that terminates stops contributing: its
+later steps are marked invalid (and its state is frozen so a diverging model
+cannot produce NaNs that leak into statistics).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from mb2po_jax import networks
+from mb2po_jax.data.transitions import Transitions
+from mb2po_jax.dynamics import Dynamics, DynamicsState
+
+UNCERTAINTY_RULES = ("max_std_norm", "max_frobenius")
+TerminationFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def uncertainty(logvar: jax.Array, rule: str = "max_std_norm") -> jax.Array:
+    """u(s, a) from the members' log-variances [M, ..., D] -> [...]."""
+    if rule == "max_std_norm":
+        per_member = jnp.sqrt(jnp.sum(jnp.exp(logvar), axis=-1))  # ||sigma||_2
+    elif rule == "max_frobenius":
+        per_member = jnp.sqrt(jnp.sum(jnp.exp(2.0 * logvar), axis=-1))  # ||diag(sigma^2)||_F
+    else:
+        raise ValueError(f"Unknown uncertainty rule '{rule}'; valid: {list(UNCERTAINTY_RULES)}.")
+    return jnp.max(per_member, axis=0)
+
+
+@flax.struct.dataclass
+class StepOutput:
+    """One conservative-MDP step for a block of rows (all [rows, ...])."""
+
+    actions: jax.Array
+    next_observations: jax.Array
+    penalized_rewards: jax.Array
+    model_rewards: jax.Array
+    dones: jax.Array
+    uncertainty: jax.Array
+    disagreement: jax.Array
+
+
+def make_model_step(
+    dynamics: Dynamics,
+    policy: networks.TanhGMMPolicy,
+    termination_fn: TerminationFn,
+    *,
+    penalty_coef: float,
+    uncertainty_rule: str = "max_std_norm",
+    block_size: int = 2048,
+) -> Callable[[DynamicsState, Any, jax.Array, jax.Array], StepOutput]:
+    """Returns ``step(dyn_state, policy_params, observations [B, obs], key)``."""
+    if uncertainty_rule not in UNCERTAINTY_RULES:
+        raise ValueError(
+            f"Unknown uncertainty rule '{uncertainty_rule}'; valid: {list(UNCERTAINTY_RULES)}."
+        )
+
+    def block_step(dyn_state: DynamicsState, policy_params, obs: jax.Array, row_keys: jax.Array):
+        # One key per row (not per block), so results do not depend on the
+        # block size, a speed/memory setting.
+        keys = jax.vmap(lambda k: jax.random.split(k, 3))(row_keys)  # [rows, 3, 2]
+        gmm = policy.apply(policy_params, obs)
+        actions = jax.vmap(networks.sample)(gmm, keys[:, 0])
+        mean, logvar = dynamics.predict(dyn_state, obs, actions)  # [N, rows, D]
+        mean, logvar = mean[dyn_state.elites], logvar[dyn_state.elites]  # [E, rows, D]
+        num_elites, d = mean.shape[0], mean.shape[-1]
+        member = jax.vmap(lambda k: jax.random.randint(k, (), 0, num_elites))(keys[:, 1])
+        noise = jax.vmap(lambda k: jax.random.normal(k, (d,)))(keys[:, 2])
+        pick = lambda x: jnp.take_along_axis(x, member[None, :, None], axis=0)[0]  # noqa: E731
+        sample = pick(mean) + jnp.exp(0.5 * pick(logvar)) * noise
+        next_obs = obs + sample[:, :-1]
+        reward = sample[:, -1]
+        u = uncertainty(logvar, uncertainty_rule)
+        return StepOutput(
+            actions=actions,
+            next_observations=next_obs,
+            penalized_rewards=reward - penalty_coef * u,
+            model_rewards=reward,
+            dones=termination_fn(obs, actions, next_obs),
+            uncertainty=u,
+            disagreement=jnp.linalg.norm(jnp.std(mean, axis=0), axis=-1),
+        )
+
+    def step(dyn_state: DynamicsState, policy_params, observations: jax.Array, key: jax.Array):
+        rows = observations.shape[0]
+        block = min(block_size, rows)
+        num_blocks = -(-rows // block)
+        padded_rows = num_blocks * block
+        padded = jnp.pad(observations, ((0, padded_rows - rows), (0, 0)))
+        keys = jnp.pad(jax.random.split(key, rows), ((0, padded_rows - rows), (0, 0)))
+        out = jax.lax.map(
+            lambda xs: block_step(dyn_state, policy_params, xs[0], xs[1]),
+            (padded.reshape(num_blocks, block, -1), keys.reshape(num_blocks, block, -1)),
+        )
+        return jax.tree.map(lambda x: x.reshape((num_blocks * block,) + x.shape[2:])[:rows], out)
+
+    return step
+
+
+@flax.struct.dataclass
+class Rollout:
+    """An h-step rollout, flattened to h * B rows (step-major).
+
+    Attributes:
+        transitions: (s, a, r~, s', done, timeout=0); model trajectories that
+            reach the horizon are truncated, not terminal, so they bootstrap.
+        valid: [h * B] bool, False for steps after a trajectory terminated.
+        stats: scalars over the valid rows.
+    """
+
+    transitions: Transitions
+    valid: jax.Array
+    stats: dict[str, jax.Array]
+
+
+def make_rollout(
+    model_step: Callable[[DynamicsState, Any, jax.Array, jax.Array], StepOutput],
+    *,
+    horizon: int,
+    num_samples: int,
+) -> Callable[[DynamicsState, Any, jax.Array, jax.Array], Rollout]:
+    """Returns ``rollout(dyn_state, policy_params, start_pool [n, obs], key)``.
+
+    ``num_samples`` must be a multiple of ``horizon``: B = num_samples / h
+    start states, drawn uniformly with replacement from ``start_pool``.
+    """
+    if horizon < 1 or num_samples < horizon or num_samples % horizon:
+        raise ValueError(
+            f"mb2po.rollout_samples={num_samples} must be a positive multiple of "
+            f"mb2po.horizon={horizon} (B = samples / h start states)."
+        )
+    num_starts = num_samples // horizon
+
+    def rollout(dyn_state: DynamicsState, policy_params, start_pool: jax.Array, key: jax.Array):
+        start_key, steps_key = jax.random.split(key)
+        idx = jax.random.randint(start_key, (num_starts,), 0, start_pool.shape[0])
+
+        def body(carry, step_key):
+            obs, alive = carry
+            out = model_step(dyn_state, policy_params, obs, step_key)
+            done = out.dones.astype(bool)
+            still_alive = alive & ~done
+            transition = Transitions(
+                observations=obs,
+                actions=out.actions,
+                rewards=out.penalized_rewards,
+                next_observations=out.next_observations,
+                terminals=done.astype(jnp.float32),
+                timeouts=jnp.zeros_like(out.penalized_rewards),
+            )
+            next_obs = jnp.where(still_alive[:, None], out.next_observations, obs)
+            return (next_obs, still_alive), (transition, alive, out)
+
+        init = (start_pool[idx], jnp.ones((num_starts,), bool))
+        _, (transitions, valid, outs) = jax.lax.scan(
+            body, init, jax.random.split(steps_key, horizon)
+        )
+        flat = lambda x: x.reshape((horizon * num_starts,) + x.shape[2:])  # noqa: E731
+        transitions, valid, outs = jax.tree.map(flat, (transitions, valid, outs))
+        weight = valid.astype(jnp.float32)
+        count = jnp.maximum(jnp.sum(weight), 1.0)
+        mean = lambda x: jnp.sum(x * weight) / count  # noqa: E731
+        stats = {
+            "rollout_uncertainty_mean": mean(outs.uncertainty),
+            "rollout_uncertainty_max": jnp.max(jnp.where(valid, outs.uncertainty, -jnp.inf)),
+            "rollout_penalized_reward_mean": mean(outs.penalized_rewards),
+            "rollout_model_reward_mean": mean(outs.model_rewards),
+            "rollout_termination_rate": mean(outs.dones.astype(jnp.float32)),
+            "rollout_disagreement_mean": mean(outs.disagreement),
+            "rollout_valid_fraction": jnp.mean(weight),
+        }
+        return Rollout(transitions=transitions, valid=valid, stats=stats)
+
+    return rollout
