@@ -57,11 +57,13 @@ def init_buffer(num_slots: int, slot_size: int, obs_dim: int, act_dim: int) -> M
     if num_slots < 1 or slot_size < 1:
         raise ValueError(f"num_slots and slot_size must be >= 1, got {num_slots}, {slot_size}.")
     rows = num_slots * slot_size
+    # A fresh array per field: the buffer is donated to jit, and one array
+    # shared by two fields could not be donated twice.
     vec = lambda dim: jnp.zeros((rows, dim), jnp.float32)  # noqa: E731
-    scalar = jnp.zeros((rows,), jnp.float32)
+    scalar = lambda: jnp.zeros((rows,), jnp.float32)  # noqa: E731
     data = Transitions(
-        observations=vec(obs_dim), actions=vec(act_dim), rewards=scalar,
-        next_observations=vec(obs_dim), terminals=scalar, timeouts=scalar,
+        observations=vec(obs_dim), actions=vec(act_dim), rewards=scalar(),
+        next_observations=vec(obs_dim), terminals=scalar(), timeouts=scalar(),
     )
     return ModelBuffer(data=data, counts=jnp.zeros((num_slots,), jnp.int32),
                        num_inserted=jnp.zeros((), jnp.int32))
