@@ -1,10 +1,11 @@
 """Evaluates a run's checkpoint: ``python -m experiments.evaluate --workdir=DIR``.
 
-Restores the latest (or ``--step``) AWAC checkpoint of ``DIR`` into an
-abstract target built from the config stored inside the checkpoint, so it
-needs neither the config file nor the dataset, runs ``--num_episodes``
-deterministic episodes and prints the D4RL-normalised score (and, last, one
-JSON line with everything).
+Restores the latest (or ``--step``) checkpoint of the policy's last phase in
+``DIR`` (``mb2po`` if the run fine-tuned, else ``awac``; ``--phase`` picks
+one) into an abstract target built from the config stored inside the
+checkpoint, so it needs neither the config file nor the dataset. Runs
+``--num_episodes`` deterministic episodes and prints the D4RL-normalised score
+(and, last, one JSON line with everything).
 """
 
 from __future__ import annotations
@@ -14,29 +15,52 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jax
 import ml_collections
 from absl import app, flags
 
+from mb2po_jax import awac, buffer
 from mb2po_jax.checkpoint import Checkpointer
 
-from experiments.awac_phase import PHASE, abstract_state, build_agent, evaluate_policy
 from experiments.common import UsageError, setup_logging
+from experiments.phases import AWAC, MB2PO, build_agent, evaluate_policy
+
+POLICY_PHASES = (MB2PO, AWAC)  # newest first
+
+
+def _abstract_policy_state(phase: str, config, agent: awac.AWAC, obs_dim: int, act_dim: int):
+    agent_state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+    if phase == AWAC:
+        return agent_state
+    from experiments.phases import MB2POState
+
+    mb = config.mb2po
+    return jax.eval_shape(lambda: MB2POState(
+        agent=agent_state,
+        buffer=buffer.init_buffer(mb.buffer_iterations, mb.rollout_samples, obs_dim, act_dim),
+        iteration=jax.numpy.zeros((), jax.numpy.int32)))
 
 
 def evaluate_checkpoint(
     workdir: str | Path,
     *,
+    phase: str | None = None,
     step: int | None = None,
     num_episodes: int | None = None,
     seed: int | None = None,
 ) -> dict[str, Any]:
-    """Restores a checkpoint of ``workdir`` and evaluates its policy."""
-    directory = Path(workdir).expanduser() / "checkpoints" / PHASE
-    if not directory.is_dir():
+    """Restores a policy checkpoint of ``workdir`` and evaluates it."""
+    root = Path(workdir).expanduser() / "checkpoints"
+    if phase is not None and phase not in POLICY_PHASES:
+        raise UsageError(f"--phase={phase!r}: valid phases: {list(POLICY_PHASES)}.")
+    candidates = [phase] if phase else [p for p in POLICY_PHASES if (root / p).is_dir()]
+    if not candidates or not (root / candidates[0]).is_dir():
         raise UsageError(
-            f"No checkpoints in {directory}: is {workdir} a workdir made by "
+            f"No {phase or 'policy'} checkpoints in {root}: is {workdir} a workdir made by "
             f"`python -m experiments.run --workdir=...`?"
         )
+    phase = candidates[0]
+    directory = root / phase
     with Checkpointer(directory) as checkpointer:
         steps = checkpointer.all_steps()
         if not steps:
@@ -47,8 +71,11 @@ def evaluate_checkpoint(
         meta = checkpointer.restore_meta(step)
         config = ml_collections.ConfigDict(meta["config"])
         dataset = meta["dataset"]
-        agent = build_agent(config, dataset["obs_dim"], dataset["act_dim"])
-        state, _ = checkpointer.restore(abstract_state(agent), step)
+        obs_dim, act_dim = dataset["obs_dim"], dataset["act_dim"]
+        agent = build_agent(config, obs_dim, act_dim)
+        state, _ = checkpointer.restore(
+            _abstract_policy_state(phase, config, agent, obs_dim, act_dim), step)
+    policy_params = state.policy_params if phase == AWAC else state.agent.policy_params
     if num_episodes is not None:
         config.eval.num_episodes = num_episodes
     if seed is not None:
@@ -56,8 +83,9 @@ def evaluate_checkpoint(
     refs = None
     if dataset.get("ref_min_score") is not None and dataset.get("ref_max_score") is not None:
         refs = (dataset["ref_min_score"], dataset["ref_max_score"])
-    result = evaluate_policy(agent, state.policy_params, meta["env_id"], config.eval, refs)
-    return {"workdir": str(workdir), "step": step, "dataset": config.dataset, **result}
+    result = evaluate_policy(agent, policy_params, meta["env_id"], config.eval, refs)
+    return {"workdir": str(workdir), "phase": phase, "step": step, "dataset": config.dataset,
+            **result}
 
 
 def main(argv: list[str]) -> None:
@@ -69,14 +97,15 @@ def main(argv: list[str]) -> None:
     setup_logging()
     try:
         result = evaluate_checkpoint(
-            values.workdir, step=values.step, num_episodes=values.num_episodes, seed=values.seed
+            values.workdir, phase=values.phase, step=values.step,
+            num_episodes=values.num_episodes, seed=values.seed,
         )
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     score = result["normalized_score"]
     print(
-        f"{result['dataset']} @ step {result['step']} in {result['env_id']}: return "
+        f"{result['dataset']} @ {result['phase']} step {result['step']} in {result['env_id']}: return "
         f"{result['return_mean']:.1f} ± {result['return_std']:.1f} over "
         f"{result['num_episodes']} episodes"
         + ("" if score is None else f"; normalized score {score:.1f} ± "
@@ -88,6 +117,7 @@ def main(argv: list[str]) -> None:
 def cli() -> None:
     # Defined here, not at import, so the module imports beside other absl programs.
     flags.DEFINE_string("workdir", None, "A run directory made by experiments.run.")
+    flags.DEFINE_string("phase", None, f"One of {list(POLICY_PHASES)} (default: the last run).")
     flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: latest).")
     flags.DEFINE_integer("num_episodes", None, "Episodes (default: the run's config).")
     flags.DEFINE_integer("seed", None, "Evaluation seed (default: the run's config).")

@@ -1,15 +1,19 @@
 """Runs an experiment: ``python -m experiments.run --config=hopper_mixed.py --workdir=DIR``.
 
-Phases (each checkpointed with Orbax under ``DIR/checkpoints/<phase>/`` and
-resumed exactly when the same command is run again):
+Phases (paper Algorithm 1), each checkpointed with Orbax under
+``DIR/checkpoints/<phase>/`` and resumed exactly when the same command runs
+again:
 
-1. ``awac``: offline AWAC pretraining on the dataset, with periodic evaluation.
-2. final evaluation: ``DIR/results.json`` and ``DIR/learning_curve.png``.
+1. ``awac``: offline AWAC pretraining, with periodic evaluation;
+2. ``dynamics``: the probabilistic dynamics ensemble, with held-out validation;
+3. ``mb2po``: MB2PO fine-tuning iterations in the conservative model MDP;
+4. the final evaluation: ``DIR/results.json`` (AWAC-only and AWAC+MB2PO
+   scores side by side) and ``DIR/learning_curve.png``.
 
-(Dynamics training and MB2PO fine-tuning are the next phases; see the README.)
-
-Bare config names resolve to ``experiments/configs/``; override any field with
-``--config.<field>=<value>``. A workdir remembers its config and dataset
+``mb2po.num_iterations=0`` stops after AWAC. ``init.awac_workdir`` /
+``init.dynamics_workdir`` start those phases from another run's checkpoints.
+Bare config names resolve to ``experiments/configs/``; override any field
+with ``--config.<field>=<value>``. A workdir remembers its config and dataset
 (``DIR/run.json``) and refuses to resume a different experiment.
 """
 
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +29,27 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from mb2po_jax.checkpoint import RunMismatchError, check_same_run
-from mb2po_jax.data import DatasetError, DatasetNotFoundError
-from mb2po_jax.metrics_logger import plot_learning_curve
+from mb2po_jax.data import DatasetError, DatasetNotFoundError, to_device
+from mb2po_jax.metrics_logger import plot_learning_curve, read_series
+from mb2po_jax.rollout import UNCERTAINTY_RULES
+from mb2po_jax.termination import get_termination_fn
 
-from experiments.awac_phase import InterruptedRun, TrainingDivergedError, run_awac_phase
+from experiments import phases
 from experiments.common import UsageError, prepare_dataset, resolve_config_argv, setup_logging
+from experiments.phase_runner import InterruptedRun, TrainingDivergedError, run_phase
 
 RUN_FILE, RESULTS_FILE = "run.json", "results.json"
+
+
+def _fail(field: str, value: Any, why: str) -> UsageError:
+    return UsageError(f"--config.{field}={value!r}: {why}")
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Fails fast on settings that would only break hours into a run."""
     chunk = config.train.steps_per_chunk
+    mb = config.mb2po
+    fine_tune = mb.num_iterations > 0
     positive = {
         "awac.num_steps": config.awac.num_steps,
         "awac.batch_size": config.awac.batch_size,
@@ -48,17 +60,45 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "eval.num_episodes": config.eval.num_episodes,
         "eval.num_envs": config.eval.num_envs,
     }
+    if fine_tune:
+        positive.update({
+            "dynamics.num_steps": config.dynamics.num_steps,
+            "dynamics.batch_size": config.dynamics.batch_size,
+            "mb2po.horizon": mb.horizon,
+            "mb2po.rollout_samples": mb.rollout_samples,
+            "mb2po.updates_per_iteration": mb.updates_per_iteration,
+            "mb2po.buffer_iterations": mb.buffer_iterations,
+            "mb2po.block_size": mb.block_size,
+            "mb2po.eval_every": mb.eval_every,
+            "mb2po.checkpoint_every": mb.checkpoint_every,
+            "mb2po.keep_checkpoints": mb.keep_checkpoints,
+        })
     for name, value in positive.items():
         if value < 1:
-            raise UsageError(f"--config.{name}={value}: must be >= 1.")
-    for name in ("awac.num_steps", "train.eval_every", "train.checkpoint_every"):
+            raise _fail(name, value, "must be >= 1.")
+    if mb.num_iterations < 0:
+        raise _fail("mb2po.num_iterations", mb.num_iterations, "must be >= 0 (0 runs AWAC only).")
+    multiples = ["awac.num_steps", "train.eval_every", "train.checkpoint_every"]
+    multiples += ["dynamics.num_steps"] if fine_tune else []
+    for name in multiples:
         value = positive[name]
         if value % chunk:
-            raise UsageError(
-                f"--config.{name}={value} is not a multiple of train.steps_per_chunk={chunk}: "
-                f"training runs in whole chunks. Use a multiple of {chunk} "
-                f"(e.g. {max(chunk, value // chunk * chunk)}) or change the chunk size."
-            )
+            raise _fail(name, value,
+                        f"not a multiple of train.steps_per_chunk={chunk}: training runs in whole "
+                        f"chunks. Use a multiple of {chunk} (e.g. {max(chunk, value // chunk * chunk)}) "
+                        f"or change the chunk size.")
+    if not fine_tune:
+        return
+    if mb.rollout_samples % mb.horizon:
+        raise _fail("mb2po.rollout_samples", mb.rollout_samples,
+                    f"must be a multiple of mb2po.horizon={mb.horizon} (samples / h start states).")
+    if not 0.0 <= mb.omega <= 1.0:
+        raise _fail("mb2po.omega", mb.omega, "the real-data fraction must lie in [0, 1].")
+    if mb.uncertainty not in UNCERTAINTY_RULES:
+        raise _fail("mb2po.uncertainty", mb.uncertainty, f"valid rules: {list(UNCERTAINTY_RULES)}.")
+    if not 1 <= config.dynamics.num_elites <= config.dynamics.num_members:
+        raise _fail("dynamics.num_elites", config.dynamics.num_elites,
+                    f"must lie in [1, dynamics.num_members={config.dynamics.num_members}].")
 
 
 def _config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -66,9 +106,13 @@ def _config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return json.loads(config.to_json())
 
 
+def _eval_summary(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("normalized_score", "normalized_score_std", "return_mean", "return_std", "returns")
+    return {key: result[key] for key in keys}
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
     """Runs (or resumes) every phase and returns the results dict it writes."""
-    session_start = time.time()
     validate_config(config)
     workdir = Path(workdir).expanduser().absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +124,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         check_same_run(saved["config"], config_json, workdir)
 
     data = prepare_dataset(config)
+    fine_tune = config.mb2po.num_iterations > 0
+    if fine_tune:
+        try:
+            get_termination_fn(data.env_id)
+        except ValueError as error:
+            raise UsageError(f"MB2PO rollouts need a termination function: {error}") from None
     if saved is not None:
         check_same_run(saved["config"], config_json, workdir,
                        saved_fingerprint=saved["dataset"]["fingerprint"],
@@ -89,16 +139,28 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
             {"config": config_json, "dataset": data.info.to_dict(), "env_id": data.env_id},
             indent=2))
     meta = {"config": config_json, "dataset": data.info.to_dict(), "env_id": data.env_id}
+    common = dict(meta=meta, progress_bar=config.train.progress_bar,
+                  tensorboard=config.train.tensorboard)
+    dataset = to_device(data.transitions)
 
-    awac = run_awac_phase(config, workdir, data, meta=meta, session_start=session_start)
+    def initial(source: str | None, phase):
+        return phases.restore_from_workdir(source, phase, data) if source else None
 
-    final = awac.final_eval
+    awac_phase = phases.awac_phase(config, data, dataset)
+    awac = run_phase(awac_phase, workdir, initial_state=initial(config.init.awac_workdir, awac_phase),
+                     **common)
+    outcomes = {phases.AWAC: awac}
+    if fine_tune:
+        dyn_phase = phases.dynamics_phase(config, data, dataset)
+        dyn = run_phase(dyn_phase, workdir,
+                        initial_state=initial(config.init.dynamics_workdir, dyn_phase), **common)
+        mb_phase = phases.mb2po_phase(config, data, dataset, awac.state, dyn.state)
+        outcomes[phases.DYNAMICS] = dyn
+        outcomes[phases.MB2PO] = run_phase(mb_phase, workdir, **common)
+
+    final = outcomes[phases.MB2PO if fine_tune else phases.AWAC].final_eval
     results = {
-        "normalized_score": final["normalized_score"],
-        "normalized_score_std": final["normalized_score_std"],
-        "return_mean": final["return_mean"],
-        "return_std": final["return_std"],
-        "returns": final["returns"],
+        **_eval_summary(final),
         "env_id": data.env_id,
         "dataset": config.dataset,
         "dataset_source": data.info.source,
@@ -106,14 +168,34 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         "num_transitions": data.info.num_transitions,
         "steps": awac.steps,
         "eval_episodes": final["num_episodes"],
-        "wall_seconds": awac.wall_seconds,
-        "phases": {"awac": {"steps": awac.steps, "normalized_score": final["normalized_score"],
-                            "return_mean": final["return_mean"]}},
+        "wall_seconds": sum(outcome.wall_seconds for outcome in outcomes.values()),
+        "awac_normalized_score": awac.final_eval["normalized_score"],
+        "mb2po_normalized_score": final["normalized_score"] if fine_tune else None,
+        "phases": {
+            name: {"steps": outcome.steps, "wall_seconds": outcome.wall_seconds,
+                   **(_eval_summary(outcome.final_eval) if name != phases.DYNAMICS
+                      else outcome.final_eval)}
+            for name, outcome in outcomes.items()
+        },
         "seed": config.seed,
     }
     (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    plot_learning_curve(workdir / "awac", prefix="eval", out=workdir / "learning_curve.png")
+    _plot(workdir, config, fine_tune)
     return results
+
+
+def _plot(workdir: Path, config: ml_collections.ConfigDict, fine_tune: bool) -> None:
+    """AWAC's evaluations against gradient steps, then MB2PO's continuing the
+    axis (one iteration = mb2po.updates_per_iteration gradient steps)."""
+    extra = {}
+    mb2po_csv = workdir / phases.MB2PO / "metrics_eval.csv"
+    if fine_tune and mb2po_csv.exists():
+        iterations, scores = read_series(mb2po_csv, "normalized_score")
+        if iterations:
+            offset, per = config.awac.num_steps, config.mb2po.updates_per_iteration
+            extra["mb2po/normalized_score"] = ([offset + i * per for i in iterations], scores)
+    plot_learning_curve(workdir / phases.AWAC, prefix="eval", out=workdir / "learning_curve.png",
+                        extra_lines=extra)
 
 
 def main(argv: list[str]) -> None:

@@ -168,7 +168,7 @@ def _to_float(key: str, value: Any) -> float:
         raise TypeError(f"metric {key!r} is not a scalar: {value!r}") from e
 
 
-def _read_series(path: Path, column: str) -> tuple[list[float], list[float]]:
+def read_series(path: Path, column: str) -> tuple[list[float], list[float]]:
     """(steps, values) for rows where ``column`` is non-blank."""
     _, rows = _read_csv(path)
     pairs = [(_row_step(r), float(r[column])) for r in rows if r.get(column, "") != ""]
@@ -202,10 +202,10 @@ def plot_learning_curve(
     path = _csv_path(workdir, prefix)
     if not path.exists():
         raise FileNotFoundError(f"no metrics file {path}")
-    steps, values = _read_series(path, y)
+    steps, values = read_series(path, y)
     if not steps and y == "normalized_score":
         y = "return_mean"
-        steps, values = _read_series(path, y)
+        steps, values = read_series(path, y)
     if not steps:
         raise ValueError(f"{path} has no values in column {y!r}; columns: {_read_csv(path)[0]}")
 

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import awac_phase, common
+from experiments import common, phase_runner, phases
 from experiments.configs.base import PAPER_MB2PO_TABLE, get_base_config
 from experiments.evaluate import evaluate_checkpoint
 from experiments.run import run, validate_config
@@ -26,7 +26,7 @@ from mb2po_jax.checkpoint import Checkpointer, RunMismatchError, check_same_run
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny_config(**awac_overrides):
+def tiny_config(fine_tune: bool = False, **awac_overrides):
     config = get_base_config()
     config.dataset = "minari:mb2po/hopper/test-random-v0"
     config.make_dataset.enabled = True
@@ -47,6 +47,22 @@ def tiny_config(**awac_overrides):
     config.eval.num_episodes = 2
     config.eval.num_envs = 2
     config.eval.max_episode_steps = 30
+    config.mb2po.num_iterations = 0
+    if fine_tune:
+        config.dynamics.num_steps = 10
+        config.dynamics.batch_size = 16
+        config.dynamics.num_members = 3
+        config.dynamics.num_elites = 2
+        config.dynamics.hidden_dims = (16, 16)
+        config.mb2po.num_iterations = 4
+        config.mb2po.horizon = 2
+        config.mb2po.rollout_samples = 64
+        config.mb2po.updates_per_iteration = 3
+        config.mb2po.buffer_iterations = 3
+        config.mb2po.omega = 0.25
+        config.mb2po.block_size = 32
+        config.mb2po.eval_every = 2
+        config.mb2po.checkpoint_every = 2
     return config
 
 
@@ -60,9 +76,9 @@ def minari_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
 
 def _restore_state(workdir: Path, config, step=None):
     data = common.prepare_dataset(config)
-    agent = awac_phase.build_agent(config, data.info.obs_dim, data.info.act_dim)
+    phase = phases.awac_phase(config, data, data.transitions)
     with Checkpointer(workdir / "checkpoints" / "awac") as checkpointer:
-        return checkpointer.restore(awac_phase.abstract_state(agent), step)
+        return checkpointer.restore(phase.abstract(), step)
 
 
 def _assert_trees_equal(a, b):
@@ -101,7 +117,7 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.Mon
 
     # Interrupt the second run in its third chunk (after step 10 was saved).
     interrupted = tmp_path / "interrupted"
-    real_make = awac_phase.awac.make_train_steps
+    real_make = phases.awac.make_train_steps
 
     def make_interrupting(*args, **kwargs):
         train_steps, calls = real_make(*args, **kwargs), []
@@ -114,10 +130,10 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.Mon
 
         return wrapped
 
-    monkeypatch.setattr(awac_phase.awac, "make_train_steps", make_interrupting)
-    with pytest.raises(awac_phase.InterruptedRun, match="step 10"):
+    monkeypatch.setattr(phases.awac, "make_train_steps", make_interrupting)
+    with pytest.raises(phase_runner.InterruptedRun, match="step 10"):
         run(config, interrupted)
-    monkeypatch.setattr(awac_phase.awac, "make_train_steps", real_make)
+    monkeypatch.setattr(phases.awac, "make_train_steps", real_make)
     with Checkpointer(interrupted / "checkpoints" / "awac") as checkpointer:
         assert checkpointer.all_steps() == [10]
     resumed = run(config, interrupted)
@@ -169,14 +185,14 @@ def test_workdir_refuses_other_config_or_dataset(tmp_path: Path) -> None:
 
 def test_divergence_stops_with_phase_step_and_statistic(tmp_path: Path) -> None:
     config = tiny_config(num_steps=10, critic_lr=1e30)
-    with pytest.raises(awac_phase.TrainingDivergedError, match=r"'awac'.*step 5.*critic"):
+    with pytest.raises(phase_runner.TrainingDivergedError, match=r"'awac'.*step 5.*critic"):
         run(config, tmp_path)
 
 
 def test_config_validation_names_field_and_fix() -> None:
     config = tiny_config()
     config.train.eval_every = 7
-    with pytest.raises(common.UsageError, match=r"train\.eval_every=7 is not a multiple"):
+    with pytest.raises(common.UsageError, match=r"train\.eval_every=7: not a multiple of train\.steps_per_chunk=5"):
         validate_config(config)
     config = tiny_config()
     config.eval.num_episodes = 0
@@ -220,6 +236,11 @@ def test_cli_quickstart_at_tiny_scale_then_evaluate(tmp_path: Path, minari_store
         "--config.train.steps_per_chunk=2", "--config.train.eval_every=4",
         "--config.train.checkpoint_every=2", "--config.eval.num_episodes=1",
         "--config.eval.num_envs=1", "--config.eval.max_episode_steps=20",
+        "--config.dynamics.num_steps=4", "--config.dynamics.hidden_dims=(16,16)",
+        "--config.dynamics.num_members=2", "--config.dynamics.num_elites=2",
+        "--config.dynamics.max_holdout=20", "--config.mb2po.num_iterations=1",
+        "--config.mb2po.rollout_samples=32", "--config.mb2po.updates_per_iteration=2",
+        "--config.mb2po.buffer_iterations=2", "--config.mb2po.block_size=16",
     ]
     env = {"MINARI_DATASETS_PATH": str(minari_store)}
     done = _cli("experiments.run", "--config=quickstart.py", f"--workdir={workdir}",
@@ -227,10 +248,81 @@ def test_cli_quickstart_at_tiny_scale_then_evaluate(tmp_path: Path, minari_store
     assert done.returncode == 0, done.stderr[-3000:]
     assert "normalized score" in done.stdout
     results = json.loads((workdir / "results.json").read_text())
-    assert results["steps"] == 4
+    assert results["steps"] == 4 and results["phases"]["mb2po"]["steps"] == 1
     evaluated = _cli("experiments.evaluate", f"--workdir={workdir}", env_extra=env)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads(evaluated.stdout.strip().splitlines()[-1])["returns"] == results["returns"]
     bad = _cli("experiments.run", "--config=quickstart.py", f"--workdir={workdir}",
                "--config.awac.bogus=1", env_extra=env)
     assert bad.returncode == 2 and "awac has no field 'bogus'" in bad.stderr
+
+
+def test_every_phase_end_to_end_with_both_scores(tmp_path: Path) -> None:
+    results = run(tiny_config(fine_tune=True), tmp_path)
+    assert set(results["phases"]) == {"awac", "dynamics", "mb2po"}
+    assert np.isfinite(results["awac_normalized_score"]) and np.isfinite(results["mb2po_normalized_score"])
+    assert results["normalized_score"] == results["mb2po_normalized_score"]
+    assert results["phases"]["mb2po"]["steps"] == 4
+    assert len(results["phases"]["dynamics"]["elites"]) == 2
+    header = (tmp_path / "mb2po" / "metrics_train.csv").read_text().splitlines()[0].split(",")
+    for column in ("rollout_uncertainty_mean", "rollout_penalized_reward_mean",
+                   "rollout_termination_rate", "rollout_disagreement_mean", "critic_loss"):
+        assert column in header
+    assert "val_mse_mean" in (tmp_path / "dynamics" / "metrics_eval.csv").read_text()
+    evaluated = evaluate_checkpoint(tmp_path)
+    assert evaluated["phase"] == "mb2po" and evaluated["returns"] == results["returns"]
+    assert evaluate_checkpoint(tmp_path, phase="awac")["returns"] == results["phases"]["awac"]["returns"]
+
+
+def test_resume_in_the_middle_of_mb2po_equals_uninterrupted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_config(fine_tune=True)
+    straight = run(config, tmp_path / "straight")
+
+    real_make = phases.mb2po.make_iteration
+
+    def make_interrupting(*args, **kwargs):
+        iteration, calls = real_make(*args, **kwargs), []
+
+        def wrapped(*a):
+            calls.append(1)
+            if len(calls) == 3:  # after iteration 2 was checkpointed
+                raise KeyboardInterrupt
+            return iteration(*a)
+
+        return wrapped
+
+    monkeypatch.setattr(phases.mb2po, "make_iteration", make_interrupting)
+    with pytest.raises(phase_runner.InterruptedRun, match="'mb2po'.*step 2"):
+        run(config, tmp_path / "resumed")
+    monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
+    resumed = run(config, tmp_path / "resumed")
+    assert resumed["returns"] == straight["returns"]
+    read = lambda name: (tmp_path / name / "mb2po" / "metrics_train.csv").read_text()  # noqa: E731
+    assert read("resumed") == read("straight")
+
+
+def test_guard_stops_mb2po_on_runaway_q_and_keeps_last_checkpoint(tmp_path: Path) -> None:
+    config = tiny_config(fine_tune=True)
+    config.mb2po.penalty_coef = -1e6  # a "bonus" that makes model rewards explode
+    with pytest.raises(phase_runner.TrainingDivergedError, match=r"'mb2po'.*step 1.*exceeds the Q limit"):
+        run(config, tmp_path)
+    with Checkpointer(tmp_path / "checkpoints" / "mb2po") as checkpointer:
+        assert checkpointer.all_steps() == []  # nothing diverged was saved
+    with Checkpointer(tmp_path / "checkpoints" / "awac") as checkpointer:
+        assert checkpointer.all_steps() == [10, 20]
+
+
+def test_fine_tuning_can_start_from_another_runs_checkpoints(tmp_path: Path) -> None:
+    config = tiny_config(fine_tune=True)
+    first = run(config, tmp_path / "first")
+    sweep = tiny_config(fine_tune=True)
+    sweep.awac.num_steps = 20
+    sweep.init.awac_workdir = str(tmp_path / "first")
+    sweep.init.dynamics_workdir = str(tmp_path / "first")
+    second = run(sweep, tmp_path / "second")
+    # Same pretrained agent and model, so the same AWAC score ...
+    assert second["phases"]["awac"]["returns"] == first["phases"]["awac"]["returns"]
+    # ... and no AWAC or dynamics training happened here.
+    assert not (tmp_path / "second" / "awac" / "metrics_train.csv").exists()
+    assert not (tmp_path / "second" / "dynamics" / "metrics_train.csv").exists()

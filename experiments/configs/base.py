@@ -83,8 +83,23 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.awac.transform_eps = 1e-2
     config.awac.loss_chunk_size = 256
 
+    # Dynamics ensemble (appendix 7.2; field names match dynamics.DynamicsConfig).
+    config.dynamics = ml_collections.ConfigDict()
+    config.dynamics.num_steps = 100_000
+    config.dynamics.batch_size = 256  # per member: each member draws its own
+    config.dynamics.num_members = 5
+    config.dynamics.num_elites = 5  # the paper uses every member
+    config.dynamics.hidden_dims = (200, 200, 200, 200)
+    config.dynamics.learning_rate = 1e-3
+    config.dynamics.weight_decay = 1e-4
+    config.dynamics.bound_coef = 0.01
+    config.dynamics.init_max_logvar = 0.5
+    config.dynamics.init_min_logvar = -10.0
+    config.dynamics.holdout_fraction = 0.1
+    config.dynamics.max_holdout = 5000
+
     # MB2PO fine-tuning (appendix 7.3); the per-task values come from
-    # PAPER_MB2PO_TABLE via paper_config().
+    # PAPER_MB2PO_TABLE via paper_config(). num_iterations = 0 runs AWAC only.
     config.mb2po = ml_collections.ConfigDict()
     config.mb2po.alpha = 1.0
     config.mb2po.omega = 0.8
@@ -93,7 +108,26 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.mb2po.num_iterations = 500
     config.mb2po.rollout_samples = 1_000_000
     config.mb2po.updates_per_iteration = 1000
+    # K: the model buffer holds the last K iterations' rollouts
+    # (K * rollout_samples rows; ~11 GB float32 for hopper at paper scale).
     config.mb2po.buffer_iterations = 100
+    # u(s, a): "max_std_norm" (MOPO, the paper's text) or "max_frobenius"
+    # (Algorithm 1 as printed); see mb2po_jax.rollout.
+    config.mb2po.uncertainty = "max_std_norm"
+    config.mb2po.block_size = 2048  # rollout rows per block (memory only)
+    config.mb2po.eval_every = 25  # iterations
+    config.mb2po.checkpoint_every = 25  # iterations; a checkpoint holds the buffer
+    config.mb2po.keep_checkpoints = 2
+
+    # Divergence guard: stop when |Q| exceeds factor * max|r| / (1 - gamma).
+    config.guard = ml_collections.ConfigDict()
+    config.guard.q_limit_factor = 10.0
+
+    # Start phases from another workdir's checkpoints (same dataset), so
+    # fine-tuning sweeps need not pretrain again. None: train here.
+    config.init = ml_collections.ConfigDict()
+    config.init.awac_workdir = config_dict.placeholder(str)
+    config.init.dynamics_workdir = config_dict.placeholder(str)
 
     # The training loop: K updates run as one lax.scan under one jit, and
     # metrics come back to the host once per chunk.

@@ -1,0 +1,193 @@
+"""The loop every training phase shares: chunks, checks, evaluation, checkpoints.
+
+A phase advances its state in chunks (a chunk is one jitted call: K scanned
+AWAC or dynamics updates, or one MB2PO iteration). After each chunk its
+metrics cross to the host once, are checked by the divergence guard, and are
+logged; at its intervals the phase evaluates and checkpoints. The key of chunk
+``c`` is a function of the phase's key and ``c`` alone, so a phase resumed
+from a checkpoint computes exactly what the uninterrupted run would have.
+
+Ctrl-C saves a checkpoint of the last finished chunk before exiting; a
+diverged chunk stops the run before it is saved, so the last checkpoint is
+the last good state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mb2po_jax.checkpoint import Checkpointer
+from mb2po_jax.metrics_logger import MetricsLogger
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(RuntimeError):
+    """Training statistics went non-finite or ran away; the last good checkpoint is kept."""
+
+
+class InterruptedRun(Exception):
+    """Ctrl-C during training; a checkpoint of the last finished chunk was saved."""
+
+    def __init__(self, phase: str, step: int) -> None:
+        super().__init__(
+            f"Interrupted during phase '{phase}'; saved a checkpoint at step {step}. "
+            f"Run the same command again to resume from there."
+        )
+
+
+@dataclasses.dataclass
+class Phase:
+    """What a phase is; the runner does the rest.
+
+    Attributes:
+        name: directory and log name (``checkpoints/<name>``, ``<name>/metrics_*.csv``).
+        total: progress units to reach (gradient steps, iterations).
+        chunk: units advanced per ``advance`` call; divides ``total``.
+        eval_every, checkpoint_every: intervals in units (multiples of ``chunk``).
+        init: builds the initial state.
+        abstract: the state's abstract structure, for restoring.
+        progress: units done in a state.
+        advance: ``(state, chunk_index) -> (state, metrics)`` (jitted inside).
+        evaluate: ``state -> dict`` of an evaluation (scalars are logged).
+        guard: ``(metrics, step) -> None``; raises TrainingDivergedError.
+        finalize: applied to the state after the last chunk, before the final
+            save (e.g. elite selection).
+        postfix: metric names shown on the progress bar.
+        unit: progress-bar unit name.
+        keep_checkpoints: checkpoints kept.
+    """
+
+    name: str
+    total: int
+    chunk: int
+    eval_every: int
+    checkpoint_every: int
+    init: Callable[[], Any]
+    abstract: Callable[[], Any]
+    progress: Callable[[Any], int]
+    advance: Callable[[Any, int], tuple[Any, dict]]
+    evaluate: Callable[[Any], dict[str, Any]]
+    guard: Callable[[dict[str, float], int], None]
+    finalize: Callable[[Any], Any] = lambda state: state
+    postfix: tuple[str, ...] = ()
+    unit: str = "step"
+    keep_checkpoints: int = 3
+
+
+@dataclasses.dataclass
+class PhaseOutcome:
+    state: Any
+    steps: int
+    wall_seconds: float  # this phase's, summed over every session of the run
+    final_eval: dict[str, Any]  # the evaluation at the last step
+
+
+def check_finite(phase: str, metrics: dict[str, float], step: int) -> None:
+    bad = [name for name, value in metrics.items() if not np.isfinite(value)]
+    if bad:
+        raise TrainingDivergedError(
+            f"Phase '{phase}' diverged in the chunk ending at step {step}: non-finite "
+            f"{', '.join(f'{name}={metrics[name]}' for name in bad)}. The last good "
+            f"checkpoint is kept; lower the learning rates or check the dataset's rewards."
+        )
+
+
+def scalars(result: dict[str, Any]) -> dict[str, float]:
+    """The loggable entries of an evaluation result."""
+    return {k: v for k, v in result.items()
+            if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)}
+
+
+def run_phase(
+    phase: Phase,
+    workdir: Path,
+    *,
+    meta: dict[str, Any],
+    progress_bar: bool,
+    tensorboard: bool,
+    initial_state: Callable[[Checkpointer], Any] | None = None,
+) -> PhaseOutcome:
+    """Runs (or resumes, or skips if finished) one phase in ``workdir``.
+
+    Args:
+        meta: JSON stored with every checkpoint (config, dataset).
+        initial_state: optional ``checkpointer -> state`` used instead of
+            ``phase.init`` when this workdir has no checkpoint of the phase
+            (starting from another run's checkpoint).
+    """
+    start_time = time.time()
+    with Checkpointer(workdir / "checkpoints" / phase.name, phase.keep_checkpoints) as checkpointer:
+        wall_before, last_eval = 0.0, None
+        if checkpointer.latest_step() is not None:
+            state, saved = checkpointer.restore(phase.abstract())
+            wall_before, last_eval = float(saved.get("wall_seconds", 0.0)), saved.get("last_eval")
+            logger.info("Resuming %s from step %d.", phase.name, phase.progress(state))
+        else:
+            state = initial_state(checkpointer) if initial_state else phase.init()
+        step = phase.progress(state)
+        if step >= phase.total and last_eval is not None:
+            # Finished: report the time the phase took, not this no-op.
+            return PhaseOutcome(state, step, wall_before, last_eval)
+
+        def save(step: int) -> float:
+            seconds = wall_before + time.time() - start_time
+            checkpointer.save(step, state, {**meta, "phase": phase.name, "step": step,
+                                            "wall_seconds": seconds, "last_eval": last_eval})
+            return seconds
+
+        wall_seconds = wall_before
+        # Rows logged after the checkpoint we resume from are dropped (they are
+        # logged again), so curves never hold a step twice.
+        with MetricsLogger(workdir / phase.name, resume_step=step,
+                           use_tensorboard=tensorboard) as metrics, \
+                _progress(progress_bar, phase, step) as bar:
+            try:
+                while step < phase.total or last_eval is None:
+                    if step < phase.total:
+                        state, chunk_metrics = phase.advance(state, step // phase.chunk)
+                        step += phase.chunk
+                        chunk_metrics = {k: float(v) for k, v in chunk_metrics.items()}
+                        phase.guard(chunk_metrics, step)
+                        metrics.write(step, chunk_metrics, "train")
+                        bar.update(phase.chunk)
+                        bar.set_postfix({k: f"{chunk_metrics[k]:.3g}" for k in phase.postfix
+                                         if k in chunk_metrics})
+                    final = step >= phase.total
+                    if final:
+                        state = phase.finalize(state)
+                    if step % phase.eval_every == 0 or final:
+                        last_eval = phase.evaluate(state)
+                        metrics.write(step, scalars(last_eval), "eval")
+                        bar.write(f"{phase.name} @ {step}: {_summary(last_eval)}")
+                    if step % phase.checkpoint_every == 0 or final:
+                        # The final save's time is the phase's: a re-run of the
+                        # finished run reads back the same number.
+                        wall_seconds = save(step)
+                    metrics.flush()
+            except KeyboardInterrupt:
+                save(step)
+                raise InterruptedRun(phase.name, step) from None
+        return PhaseOutcome(state, step, wall_seconds, last_eval)
+
+
+def _summary(result: dict[str, Any]) -> str:
+    if "return_mean" in result:
+        score = result.get("normalized_score")
+        return (f"return {result['return_mean']:.1f} ± {result['return_std']:.1f}"
+                + ("" if score is None else f", normalized score {score:.1f}"))
+    return ", ".join(f"{k} {v:.4g}" for k, v in scalars(result).items() if k.endswith("_mean"))
+
+
+def _progress(enabled: bool, phase: Phase, initial: int):
+    """A tqdm bar with ETA; disabled, its calls are no-ops and ``write`` still prints."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=phase.total, initial=initial, desc=phase.name, unit=phase.unit,
+                dynamic_ncols=True, disable=not enabled)

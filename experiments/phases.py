@@ -1,0 +1,249 @@
+"""The pipeline's phases (paper Algorithm 1): AWAC pretraining, dynamics
+training, MB2PO fine-tuning. Each is a :class:`experiments.phase_runner.Phase`
+built from the config; the runner handles chunks, logging, evaluation and
+checkpoints.
+
+Randomness: every phase takes its own stream ``fold_in(PRNGKey(seed), id)``
+and chunk ``c`` uses ``fold_in(stream_key, c)``, so phases are independent of
+each other's chunk sizes and a resumed phase repeats the same numbers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mb2po_jax import awac, buffer, dynamics, mb2po, rollout
+from mb2po_jax.checkpoint import Checkpointer, RunMismatchError
+from mb2po_jax.data import Transitions
+from mb2po_jax.evaluation import evaluate
+from mb2po_jax.termination import get_termination_fn
+
+from experiments.common import PreparedData
+from experiments.phase_runner import Phase, TrainingDivergedError, check_finite
+
+AWAC, DYNAMICS, MB2PO = "awac", "dynamics", "mb2po"
+# Stream ids folded into the seed key.
+_AWAC_INIT, _AWAC_TRAIN, _DYN_SPLIT, _DYN_INIT, _DYN_TRAIN, _MB2PO = range(6)
+
+
+def _key(config: ml_collections.ConfigDict, stream: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.PRNGKey(config.seed), stream)
+
+
+def build_agent(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int,
+                alpha: float | None = None) -> awac.AWAC:
+    """The AWAC agent of the config (``alpha`` overrides the temperature)."""
+    values = dict(config.awac)
+    if alpha is not None:
+        values["alpha"] = alpha
+    return awac.make_awac(obs_dim, act_dim, awac.AWACConfig.from_dict(values))
+
+
+def evaluate_policy(agent: awac.AWAC, policy_params: Any, env_id: str, eval_config,
+                    ref_scores) -> dict[str, Any]:
+    act = jax.jit(agent.act)
+    return evaluate(
+        lambda obs: np.asarray(act(policy_params, obs)),
+        env_id,
+        eval_config.num_episodes,
+        seed=eval_config.seed,
+        num_envs=eval_config.num_envs,
+        ref_scores=ref_scores,
+        max_episode_steps=eval_config.max_episode_steps,
+    )
+
+
+def q_limit(config: ml_collections.ConfigDict, rewards: np.ndarray) -> float:
+    """|Q| beyond which the critic has run away: ``factor * max|r| / (1 - gamma)``,
+    ``factor`` times the largest return any policy could earn on this data."""
+    r_max = max(float(np.max(np.abs(rewards))), 1e-6)
+    return config.guard.q_limit_factor * r_max / (1.0 - config.awac.discount)
+
+
+def make_critic_guard(phase: str, limit: float):
+    """Stops on non-finite statistics or a critic whose Q-values ran away."""
+
+    def guard(metrics: dict[str, float], step: int) -> None:
+        check_finite(phase, metrics, step)
+        for name in ("q_data_max", "q_data_mean", "target_return_mean"):
+            if name in metrics and abs(metrics[name]) > limit:
+                raise TrainingDivergedError(
+                    f"Phase '{phase}' diverged at step {step}: {name}={metrics[name]:.4g} exceeds "
+                    f"the Q limit {limit:.4g} (guard.q_limit_factor x max|r| / (1 - gamma)). "
+                    f"The paper notes Q-values explode for h > 1 on several tasks: lower "
+                    f"mb2po.horizon or raise mb2po.penalty_coef. The last good checkpoint is kept."
+                )
+
+    return guard
+
+
+def _scanned(train_steps, data, key):
+    """``advance`` for a scanned train-steps function: the state stays on
+    device, only the chunk's metrics come to the host."""
+
+    def advance(state, chunk_index: int):
+        state, metrics = train_steps(state, data, jax.random.fold_in(key, chunk_index))
+        return state, jax.device_get(metrics)
+
+    return advance
+
+
+# --------------------------------------------------------------------- AWAC
+
+
+def awac_phase(config: ml_collections.ConfigDict, data: PreparedData, dataset: Transitions) -> Phase:
+    agent = build_agent(config, data.info.obs_dim, data.info.act_dim)
+    train_steps = awac.make_train_steps(agent.update, config.awac.batch_size,
+                                        config.train.steps_per_chunk)
+    train_key = _key(config, _AWAC_TRAIN)
+    return Phase(
+        name=AWAC,
+        total=config.awac.num_steps,
+        chunk=config.train.steps_per_chunk,
+        eval_every=config.train.eval_every,
+        checkpoint_every=config.train.checkpoint_every,
+        init=lambda: agent.init(_key(config, _AWAC_INIT)),
+        abstract=lambda: jax.eval_shape(agent.init, jax.random.PRNGKey(0)),
+        progress=lambda state: int(state.step),
+        advance=_scanned(train_steps, dataset, train_key),
+        evaluate=lambda state: evaluate_policy(agent, state.policy_params, data.env_id,
+                                               config.eval, data.ref_scores),
+        guard=make_critic_guard(AWAC, q_limit(config, np.asarray(data.transitions.rewards))),
+        postfix=("critic_loss", "q_data_mean"),
+        keep_checkpoints=config.train.keep_checkpoints,
+    )
+
+
+# ----------------------------------------------------------------- dynamics
+
+
+def build_dynamics(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int) -> dynamics.Dynamics:
+    return dynamics.make_dynamics(obs_dim, act_dim, dynamics.DynamicsConfig.from_dict(config.dynamics))
+
+
+def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, dataset: Transitions) -> Phase:
+    cfg = config.dynamics
+    model = build_dynamics(config, data.info.obs_dim, data.info.act_dim)
+    train, holdout = dynamics.split_holdout(
+        dynamics.make_dynamics_data(dataset), _key(config, _DYN_SPLIT),
+        cfg.holdout_fraction, cfg.max_holdout)
+    train_steps = dynamics.make_train_steps(model.update, cfg.num_members, cfg.batch_size,
+                                            config.train.steps_per_chunk)
+    validate, select = jax.jit(model.validate), jax.jit(model.select_elites)
+    train_key = _key(config, _DYN_TRAIN)
+    init = lambda: model.init(_key(config, _DYN_INIT), train)  # noqa: E731
+
+    def evaluate_model(state: dynamics.DynamicsState) -> dict[str, Any]:
+        result = dynamics.elite_summary(jax.device_get(validate(state, holdout)))
+        result["elites"] = [int(i) for i in np.asarray(state.elites)]
+        return result
+
+    return Phase(
+        name=DYNAMICS,
+        total=cfg.num_steps,
+        chunk=config.train.steps_per_chunk,
+        eval_every=config.train.eval_every,
+        checkpoint_every=config.train.checkpoint_every,
+        init=init,
+        abstract=lambda: jax.eval_shape(init),
+        progress=lambda state: int(state.step),
+        advance=_scanned(train_steps, train, train_key),
+        evaluate=evaluate_model,
+        guard=lambda metrics, step: check_finite(DYNAMICS, metrics, step),
+        finalize=lambda state: select(state, holdout),
+        postfix=("dynamics_loss", "train_mse"),
+        keep_checkpoints=config.train.keep_checkpoints,
+    )
+
+
+# -------------------------------------------------------------------- MB2PO
+
+
+@flax.struct.dataclass
+class MB2POState:
+    """The fine-tuning phase's state: the agent, the model buffer, the count."""
+
+    agent: awac.AWACState
+    buffer: buffer.ModelBuffer
+    iteration: jax.Array
+
+
+def mb2po_phase(
+    config: ml_collections.ConfigDict, data: PreparedData, dataset: Transitions,
+    pretrained: awac.AWACState, dynamics_state: dynamics.DynamicsState,
+) -> Phase:
+    cfg = config.mb2po
+    obs_dim, act_dim = data.info.obs_dim, data.info.act_dim
+    agent = build_agent(config, obs_dim, act_dim, alpha=cfg.alpha)
+    model = build_dynamics(config, obs_dim, act_dim)
+    step_fn = rollout.make_model_step(
+        model, agent.policy, get_termination_fn(data.env_id), penalty_coef=cfg.penalty_coef,
+        uncertainty_rule=cfg.uncertainty, block_size=cfg.block_size)
+    rollout_fn = rollout.make_rollout(step_fn, horizon=cfg.horizon, num_samples=cfg.rollout_samples)
+    iteration = mb2po.make_iteration(agent.update, rollout_fn, batch_size=config.awac.batch_size,
+                                     omega=cfg.omega, num_updates=cfg.updates_per_iteration)
+    key = _key(config, _MB2PO)
+
+    def init() -> MB2POState:
+        return MB2POState(
+            agent=pretrained,
+            buffer=buffer.init_buffer(cfg.buffer_iterations, cfg.rollout_samples, obs_dim, act_dim),
+            iteration=jnp.zeros((), jnp.int32),
+        )
+
+    def advance(state: MB2POState, c: int):
+        agent_state, model_buffer, metrics = iteration(
+            state.agent, state.buffer, dynamics_state, dataset, jax.random.fold_in(key, c))
+        return MB2POState(agent_state, model_buffer, state.iteration + 1), jax.device_get(metrics)
+
+    return Phase(
+        name=MB2PO,
+        total=cfg.num_iterations,
+        chunk=1,
+        eval_every=cfg.eval_every,
+        checkpoint_every=cfg.checkpoint_every,
+        init=init,
+        abstract=lambda: jax.eval_shape(init),
+        progress=lambda state: int(state.iteration),
+        advance=advance,
+        evaluate=lambda state: evaluate_policy(agent, state.agent.policy_params, data.env_id,
+                                               config.eval, data.ref_scores),
+        guard=make_critic_guard(MB2PO, q_limit(config, np.asarray(data.transitions.rewards))),
+        postfix=("critic_loss", "q_data_mean", "rollout_uncertainty_mean"),
+        unit="iter",
+        keep_checkpoints=config.mb2po.keep_checkpoints,
+    )
+
+
+# ------------------------------------------------- starting from other runs
+
+
+def restore_from_workdir(source: str, phase: Phase, data: PreparedData):
+    """``checkpointer -> state``: the latest ``phase`` checkpoint of another
+    workdir, after checking it was trained on the same dataset."""
+
+    def initial_state(_: Checkpointer):
+        directory = Path(source).expanduser() / "checkpoints" / phase.name
+        if not directory.is_dir():
+            raise RunMismatchError(
+                f"init.{phase.name}_workdir={source}: no '{phase.name}' checkpoints in "
+                f"{directory}; point it at a workdir that ran that phase.")
+        with Checkpointer(directory) as other:
+            meta = other.restore_meta()
+            theirs = meta["dataset"]["fingerprint"]
+            if theirs != data.info.fingerprint:
+                raise RunMismatchError(
+                    f"init.{phase.name}_workdir={source} was trained on a different dataset "
+                    f"(fingerprint {theirs[:12]}..., this run's {data.info.fingerprint[:12]}...); "
+                    f"its {phase.name} state cannot be reused here.")
+            state, _ = other.restore(phase.abstract())
+        return state
+
+    return initial_state
