@@ -162,5 +162,28 @@ def paper_config(task: str) -> ml_collections.ConfigDict:
     return config
 
 
+def cpu_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks a paper config to about an hour on a 2-core CPU.
+
+    Same architecture, losses and per-task alpha/omega/h/lambda; fewer steps
+    and samples: AWAC 50k steps of batch 256 (paper 500k of 1024), dynamics
+    20k steps (100k), MB2PO 200 iterations of 50k model samples and 250
+    updates with a buffer of the last 20 iterations (500 x 1M samples, 1000
+    updates, K = 100). Scores are not comparable with the paper's table.
+    """
+    config.awac.num_steps = 50_000
+    config.awac.batch_size = 256
+    config.dynamics.num_steps = 20_000
+    config.mb2po.num_iterations = 200
+    config.mb2po.rollout_samples = 50_000
+    config.mb2po.updates_per_iteration = 250
+    config.mb2po.buffer_iterations = 20
+    config.mb2po.eval_every = 20
+    config.mb2po.checkpoint_every = 20
+    config.train.eval_every = 10_000
+    config.train.checkpoint_every = 5_000
+    return config
+
+
 def get_config() -> ml_collections.ConfigDict:
     return get_base_config()
