@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import jax
 import numpy as np
 
 from mb2po_jax.checkpoint import Checkpointer
@@ -54,7 +55,8 @@ class Phase:
         init: builds the initial state.
         abstract: the state's abstract structure, for restoring.
         progress: units done in a state.
-        advance: ``(state, chunk_index) -> (state, metrics)`` (jitted inside).
+        advance: ``(state, chunk_index) -> (state, metrics)``, jitted inside;
+            metrics may stay on device (the runner fetches them).
         evaluate: ``state -> dict`` of an evaluation (scalars are logged).
         guard: ``(metrics, step) -> None``; raises TrainingDivergedError.
         finalize: applied to the state after the last chunk, before the final
@@ -151,9 +153,14 @@ def run_phase(
             try:
                 while step < phase.total or last_eval is None:
                     if step < phase.total:
+                        # Dispatch is asynchronous: the new state is bound before
+                        # the host waits for the metrics, so a Ctrl-C during the
+                        # wait saves the new state (the old one may have been
+                        # donated to the computation).
                         state, chunk_metrics = phase.advance(state, step // phase.chunk)
                         step += phase.chunk
-                        chunk_metrics = {k: float(v) for k, v in chunk_metrics.items()}
+                        chunk_metrics = {k: float(v) for k, v in
+                                         jax.device_get(chunk_metrics).items()}
                         phase.guard(chunk_metrics, step)
                         metrics.write(step, chunk_metrics, "train")
                         bar.update(phase.chunk)

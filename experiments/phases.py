@@ -85,14 +85,8 @@ def make_critic_guard(phase: str, limit: float):
 
 
 def _scanned(train_steps, data, key):
-    """``advance`` for a scanned train-steps function: the state stays on
-    device, only the chunk's metrics come to the host."""
-
-    def advance(state, chunk_index: int):
-        state, metrics = train_steps(state, data, jax.random.fold_in(key, chunk_index))
-        return state, jax.device_get(metrics)
-
-    return advance
+    """``advance`` for a scanned train-steps function."""
+    return lambda state, chunk_index: train_steps(state, data, jax.random.fold_in(key, chunk_index))
 
 
 # --------------------------------------------------------------------- AWAC
@@ -201,7 +195,7 @@ def mb2po_phase(
     def advance(state: MB2POState, c: int):
         agent_state, model_buffer, metrics = iteration(
             state.agent, state.buffer, dynamics_state, dataset, jax.random.fold_in(key, c))
-        return MB2POState(agent_state, model_buffer, state.iteration + 1), jax.device_get(metrics)
+        return MB2POState(agent_state, model_buffer, state.iteration + 1), metrics
 
     return Phase(
         name=MB2PO,

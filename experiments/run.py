@@ -193,9 +193,10 @@ def _plot(workdir: Path, config: ml_collections.ConfigDict, fine_tune: bool) -> 
         iterations, scores = read_series(mb2po_csv, "normalized_score")
         if iterations:
             offset, per = config.awac.num_steps, config.mb2po.updates_per_iteration
-            extra["mb2po/normalized_score"] = ([offset + i * per for i in iterations], scores)
+            extra["MB2PO fine-tuning"] = ([offset + i * per for i in iterations], scores)
     plot_learning_curve(workdir / phases.AWAC, prefix="eval", out=workdir / "learning_curve.png",
-                        extra_lines=extra)
+                        extra_lines=extra, label="AWAC pretraining",
+                        title=f"{config.dataset}: evaluation (x: gradient steps)")
 
 
 def main(argv: list[str]) -> None:

@@ -182,13 +182,16 @@ def plot_learning_curve(
     y: str = "normalized_score",
     out: str | os.PathLike[str] = "learning_curve.png",
     extra_lines: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
+    label: str | None = None,
+    title: str | None = None,
 ) -> Path:
     """Plots ``y`` against step from ``workdir/metrics_<prefix>.csv`` to a PNG.
 
     Falls back to ``return_mean`` when ``y`` is 'normalized_score' and that
     column is missing or blank (envs without D4RL reference scores).
     ``extra_lines`` maps a legend label to ``(steps, values)``, e.g. a
-    baseline. A relative ``out`` is taken relative to ``workdir``.
+    baseline. A relative ``out`` is taken relative to ``workdir``. ``label``
+    and ``title`` default to ``<prefix>/<y>`` and ``<workdir name>: ...``.
 
     Returns:
         Path of the written PNG.
@@ -213,12 +216,12 @@ def plot_learning_curve(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     # Markers keep a single-row curve visible (a 1-point line draws nothing).
-    ax.plot(steps, values, marker="o", markersize=3, label=f"{prefix}/{y}")
+    ax.plot(steps, values, marker="o", markersize=3, label=label or f"{prefix}/{y}")
     for label, (xs, ys) in (extra_lines or {}).items():
         ax.plot(list(xs), list(ys), linestyle="--", marker=".", label=label)
     ax.set_xlabel("step")
     ax.set_ylabel(y.replace("_", " "))
-    ax.set_title(f"{workdir.name}: {prefix} {y.replace('_', ' ')}")
+    ax.set_title(title or f"{workdir.name}: {prefix} {y.replace('_', ' ')}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best")
     fig.tight_layout()
