@@ -1,8 +1,10 @@
 """The experiment pipeline at a tiny scale: configs, runs, checkpoints, resume.
 
-Every run here records its own small Hopper-v5 dataset into a temporary Minari
-store, trains tiny networks for a few dozen steps and evaluates short
-episodes, so the whole file takes well under a minute on 2 cores.
+Runs record a small Hopper-v5 dataset into a temporary Minari store (once),
+train tiny networks for a few dozen steps and evaluate short episodes. Two
+runs (AWAC only; every phase) are made once per module and shared: most of a
+run's time is compiling, so tests reuse them, or start from their
+checkpoints, instead of training again.
 """
 
 from __future__ import annotations
@@ -66,12 +68,36 @@ def tiny_config(fine_tune: bool = False, **awac_overrides):
     return config
 
 
-@pytest.fixture(autouse=True)
-def minari_store(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+@pytest.fixture(scope="module", autouse=True)
+def minari_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # One store for the whole module so the dataset is recorded once.
-    store = tmp_path_factory.getbasetemp() / "minari_store"
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(store))
-    return store
+    store = tmp_path_factory.mktemp("minari_store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(store))
+        yield store
+
+
+@pytest.fixture(scope="module")
+def awac_run(tmp_path_factory: pytest.TempPathFactory, minari_store: Path) -> Path:
+    """An AWAC-only run of 20 steps (4 chunks, checkpoints at 10 and 20)."""
+    workdir = tmp_path_factory.mktemp("awac_run")
+    run(tiny_config(), workdir)
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory, minari_store: Path) -> Path:
+    """Every phase: AWAC 20 steps, dynamics 10, MB2PO 4 iterations."""
+    workdir = tmp_path_factory.mktemp("full_run")
+    run(tiny_config(fine_tune=True), workdir)
+    return workdir
+
+
+def _from(source: Path, config):
+    """``config`` starting its AWAC and dynamics phases from ``source``'s."""
+    config.init.awac_workdir = str(source)
+    config.init.dynamics_workdir = str(source)
+    return config
 
 
 def _restore_state(workdir: Path, config, step=None):
@@ -86,36 +112,33 @@ def _assert_trees_equal(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_run_writes_results_checkpoints_logs_and_plot(tmp_path: Path) -> None:
-    results = run(tiny_config(), tmp_path)
-    saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved == json.loads(json.dumps(results))
+def test_run_writes_results_checkpoints_logs_and_plot(awac_run: Path) -> None:
+    saved = json.loads((awac_run / "results.json").read_text())
     for key in ("normalized_score", "return_mean", "return_std", "env_id", "dataset",
                 "steps", "wall_seconds"):
         assert key in saved
     assert saved["steps"] == 20 and saved["env_id"] == "Hopper-v5"
-    assert np.isfinite(saved["normalized_score"])
-    assert (tmp_path / "learning_curve.png").stat().st_size > 0
-    train_rows = (tmp_path / "awac" / "metrics_train.csv").read_text().splitlines()
+    assert np.isfinite(saved["normalized_score"]) and saved["mb2po_normalized_score"] is None
+    assert (awac_run / "learning_curve.png").stat().st_size > 0
+    train_rows = (awac_run / "awac" / "metrics_train.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in train_rows[1:]] == ["5", "10", "15", "20"]
-    eval_rows = (tmp_path / "awac" / "metrics_eval.csv").read_text().splitlines()
+    eval_rows = (awac_run / "awac" / "metrics_eval.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in eval_rows[1:]] == ["10", "20"]
-    with Checkpointer(tmp_path / "checkpoints" / "awac") as checkpointer:
+    with Checkpointer(awac_run / "checkpoints" / "awac") as checkpointer:
         assert checkpointer.all_steps() == [10, 20]
     # The checkpoint is self-describing: evaluate needs only the workdir and
     # reproduces the run's final evaluation exactly.
-    evaluated = evaluate_checkpoint(tmp_path)
-    assert evaluated["step"] == 20
+    evaluated = evaluate_checkpoint(awac_run)
+    assert evaluated["step"] == 20 and evaluated["phase"] == "awac"
     assert evaluated["returns"] == saved["returns"]
 
 
-def test_resume_equals_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_equals_uninterrupted_run(
+        awac_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tiny_config()
-    straight = tmp_path / "straight"
-    run(config, straight)
-    final_straight, _ = _restore_state(straight, config)
+    final_straight, _ = _restore_state(awac_run, config)
 
-    # Interrupt the second run in its third chunk (after step 10 was saved).
+    # Interrupt a second run in its third chunk (after step 10 was saved).
     interrupted = tmp_path / "interrupted"
     real_make = phases.awac.make_train_steps
 
@@ -140,46 +163,42 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.Mon
 
     final_resumed, _ = _restore_state(interrupted, config)
     _assert_trees_equal(final_straight, final_resumed)
-    straight_results = json.loads((straight / "results.json").read_text())
+    straight_results = json.loads((awac_run / "results.json").read_text())
     assert resumed["returns"] == straight_results["returns"]
-    # The resumed run's curve holds each step once.
+    # The resumed run's curve holds each step once, with the same numbers.
     rows = (interrupted / "awac" / "metrics_train.csv").read_text().splitlines()[1:]
     assert [row.split(",")[0] for row in rows] == ["5", "10", "15", "20"]
-    assert rows == (straight / "awac" / "metrics_train.csv").read_text().splitlines()[1:]
+    assert rows == (awac_run / "awac" / "metrics_train.csv").read_text().splitlines()[1:]
 
 
-def test_same_seed_same_metrics_other_seed_differs(tmp_path: Path) -> None:
+def test_same_seed_same_metrics_other_seed_differs(awac_run: Path, tmp_path: Path) -> None:
+    # Chunk keys depend on the seed and the chunk index only, so a 10-step run
+    # repeats the first two chunks of the 20-step one; another seed does not.
     config = tiny_config(num_steps=10)
-    config.train.eval_every = config.train.checkpoint_every = 10
-    run(config, tmp_path / "a")
-    run(config, tmp_path / "b")
+    run(config, tmp_path / "same")
     config.seed = 1
-    run(config, tmp_path / "c")
-    read = lambda name: (tmp_path / name / "awac" / "metrics_train.csv").read_text()
-    assert read("a") == read("b")
-    assert read("a") != read("c")
+    run(config, tmp_path / "other")
+    rows = lambda d: (d / "awac" / "metrics_train.csv").read_text().splitlines()  # noqa: E731
+    assert rows(tmp_path / "same") == rows(awac_run)[:3]
+    assert rows(tmp_path / "other")[1:] != rows(awac_run)[1:3]
 
 
-def test_rerun_of_finished_run_changes_nothing(tmp_path: Path) -> None:
-    config = tiny_config(num_steps=10)
-    first = run(config, tmp_path)
-    second = run(config, tmp_path)
-    assert first == second
+def test_rerun_of_finished_run_changes_nothing(awac_run: Path) -> None:
+    before = json.loads((awac_run / "results.json").read_text())
+    assert json.loads(json.dumps(run(tiny_config(), awac_run))) == before
 
 
-def test_workdir_refuses_other_config_or_dataset(tmp_path: Path) -> None:
-    config = tiny_config(num_steps=10)
-    run(config, tmp_path)
-    other = tiny_config(num_steps=10)
+def test_workdir_refuses_other_config_or_dataset(awac_run: Path) -> None:
+    other = tiny_config()
     other.awac.alpha = 2.0
     with pytest.raises(RunMismatchError, match=r"awac\.alpha: workdir has 1\.0, this command has 2\.0"):
-        run(other, tmp_path)
+        run(other, awac_run)
     # Display-only fields may change.
-    cosmetic = tiny_config(num_steps=10)
+    cosmetic = tiny_config()
     cosmetic.train.progress_bar = True
-    run(cosmetic, tmp_path)
+    run(cosmetic, awac_run)
     with pytest.raises(RunMismatchError, match="different dataset"):
-        check_same_run({"dataset": "x"}, {"dataset": "x"}, tmp_path,
+        check_same_run({"dataset": "x"}, {"dataset": "x"}, awac_run,
                        saved_fingerprint="aa" * 32, current_fingerprint="bb" * 32)
 
 
@@ -262,28 +281,27 @@ def test_cli_quickstart_at_tiny_scale_then_evaluate(tmp_path: Path, minari_store
     assert bad.returncode == 2 and "awac has no field 'bogus'" in bad.stderr
 
 
-def test_every_phase_end_to_end_with_both_scores(tmp_path: Path) -> None:
-    results = run(tiny_config(fine_tune=True), tmp_path)
+def test_every_phase_end_to_end_with_both_scores(full_run: Path) -> None:
+    results = json.loads((full_run / "results.json").read_text())
     assert set(results["phases"]) == {"awac", "dynamics", "mb2po"}
     assert np.isfinite(results["awac_normalized_score"]) and np.isfinite(results["mb2po_normalized_score"])
     assert results["normalized_score"] == results["mb2po_normalized_score"]
     assert results["phases"]["mb2po"]["steps"] == 4
     assert len(results["phases"]["dynamics"]["elites"]) == 2
-    header = (tmp_path / "mb2po" / "metrics_train.csv").read_text().splitlines()[0].split(",")
+    header = (full_run / "mb2po" / "metrics_train.csv").read_text().splitlines()[0].split(",")
     for column in ("rollout_uncertainty_mean", "rollout_penalized_reward_mean",
                    "rollout_termination_rate", "rollout_disagreement_mean", "critic_loss"):
         assert column in header
-    assert "val_mse_mean" in (tmp_path / "dynamics" / "metrics_eval.csv").read_text()
-    evaluated = evaluate_checkpoint(tmp_path)
+    assert "val_mse_mean" in (full_run / "dynamics" / "metrics_eval.csv").read_text()
+    evaluated = evaluate_checkpoint(full_run)
     assert evaluated["phase"] == "mb2po" and evaluated["returns"] == results["returns"]
-    assert evaluate_checkpoint(tmp_path, phase="awac")["returns"] == results["phases"]["awac"]["returns"]
+    assert evaluate_checkpoint(full_run, phase="awac")["returns"] == results["phases"]["awac"]["returns"]
 
 
-def test_resume_in_the_middle_of_mb2po_equals_uninterrupted(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = tiny_config(fine_tune=True)
-    straight = run(config, tmp_path / "straight")
-
+def test_fine_tuning_starts_from_another_run_and_resumes_mid_mb2po(
+        full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = json.loads((full_run / "results.json").read_text())
+    config = _from(full_run, tiny_config(fine_tune=True))
     real_make = phases.mb2po.make_iteration
 
     def make_interrupting(*args, **kwargs):
@@ -299,35 +317,31 @@ def test_resume_in_the_middle_of_mb2po_equals_uninterrupted(
 
     monkeypatch.setattr(phases.mb2po, "make_iteration", make_interrupting)
     with pytest.raises(phase_runner.InterruptedRun, match="'mb2po'.*step 2"):
-        run(config, tmp_path / "resumed")
+        run(config, tmp_path)
     monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
-    resumed = run(config, tmp_path / "resumed")
+    resumed = run(config, tmp_path)
+    # No AWAC or dynamics training happened here: both came from full_run ...
+    assert not (tmp_path / "awac" / "metrics_train.csv").exists()
+    assert not (tmp_path / "dynamics" / "metrics_train.csv").exists()
+    assert resumed["phases"]["awac"]["returns"] == straight["phases"]["awac"]["returns"]
+    # ... and fine-tuning, interrupted and resumed, repeats full_run's numbers.
     assert resumed["returns"] == straight["returns"]
-    read = lambda name: (tmp_path / name / "mb2po" / "metrics_train.csv").read_text()  # noqa: E731
-    assert read("resumed") == read("straight")
+    read = lambda d: (d / "mb2po" / "metrics_train.csv").read_text()  # noqa: E731
+    assert read(tmp_path) == read(full_run)
 
 
-def test_guard_stops_mb2po_on_runaway_q_and_keeps_last_checkpoint(tmp_path: Path) -> None:
-    config = tiny_config(fine_tune=True)
+def test_guard_stops_mb2po_on_runaway_q_and_keeps_last_checkpoint(full_run: Path, tmp_path: Path) -> None:
+    config = _from(full_run, tiny_config(fine_tune=True))
     config.mb2po.penalty_coef = -1e6  # a "bonus" that makes model rewards explode
     with pytest.raises(phase_runner.TrainingDivergedError, match=r"'mb2po'.*step 1.*exceeds the Q limit"):
         run(config, tmp_path)
     with Checkpointer(tmp_path / "checkpoints" / "mb2po") as checkpointer:
         assert checkpointer.all_steps() == []  # nothing diverged was saved
-    with Checkpointer(tmp_path / "checkpoints" / "awac") as checkpointer:
-        assert checkpointer.all_steps() == [10, 20]
 
 
-def test_fine_tuning_can_start_from_another_runs_checkpoints(tmp_path: Path) -> None:
-    config = tiny_config(fine_tune=True)
-    first = run(config, tmp_path / "first")
-    sweep = tiny_config(fine_tune=True)
-    sweep.awac.num_steps = 20
-    sweep.init.awac_workdir = str(tmp_path / "first")
-    sweep.init.dynamics_workdir = str(tmp_path / "first")
-    second = run(sweep, tmp_path / "second")
-    # Same pretrained agent and model, so the same AWAC score ...
-    assert second["phases"]["awac"]["returns"] == first["phases"]["awac"]["returns"]
-    # ... and no AWAC or dynamics training happened here.
-    assert not (tmp_path / "second" / "awac" / "metrics_train.csv").exists()
-    assert not (tmp_path / "second" / "dynamics" / "metrics_train.csv").exists()
+def test_init_from_a_run_on_other_data_is_refused(full_run: Path, tmp_path: Path) -> None:
+    config = _from(full_run, tiny_config(fine_tune=True))
+    config.dataset = "minari:mb2po/hopper/test-other-v0"
+    config.make_dataset.seed = 7
+    with pytest.raises(RunMismatchError, match="init.awac_workdir=.*different dataset"):
+        run(config, tmp_path)
