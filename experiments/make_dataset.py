@@ -129,19 +129,19 @@ def _fmt(value, spec: str = ".1f") -> str:
 def summary_table(results) -> str:
     # norm. return: the dataset's mean normalised return (sampled actions);
     # policy eval: its behaviour policy's deterministic evaluation score.
-    header = (f"{'kind':<14}{'dataset id':<32}{'size':>10}{'episodes':>9}{'return':>9}"
-              f"{'norm.':>7}{'policy eval':>12}{'SAC steps':>12}{'wall s':>8}  status")
+    header = (f"{'kind':<14}{'dataset id':<30}{'size':>10}{'episodes':>9}{'return':>9}"
+              f"{'norm.':>7}  {'policy eval':<12}{'SAC steps':<15}{'wall s':>7}  status")
     lines = [header]
     for kind, made in results.items():
         c = made.card
         policy = c["behaviour_policy"]
         wall = c.get("wall_seconds", {}).get("total_this_kind")
         lines.append(
-            f"{kind:<14}{made.dataset_id:<32}{c['size']:>10,}{c['episodes']:>9}"
-            f"{_fmt(c['return_mean']):>9}{_fmt(c['normalized_return_mean']):>7}"
-            f"{_fmt(policy.get('eval_normalized_score')):>12}"
-            f"{_fmt(policy.get('sac_env_steps'), 'd'):>12}"
-            f"{_fmt(wall, '.0f'):>8}  {'reused' if made.reused else 'made'}")
+            f"{kind:<14}{made.dataset_id:<30}{c['size']:>10,}{c['episodes']:>9}"
+            f"{_fmt(c['return_mean']):>9}{_fmt(c['normalized_return_mean']):>7}  "
+            f"{_fmt(policy.get('eval_normalized_score')):<12}"
+            f"{_fmt(policy.get('sac_env_steps'), 'd'):<15}"
+            f"{_fmt(wall, '.0f'):>7}  {'reused' if made.reused else 'made'}")
     return "\n".join(lines)
 
 

@@ -313,8 +313,7 @@ def test_not_found_is_fast_and_lists_every_place(
         f"'mujoco/hopper/medium-v0' in the local store {minari_store}",
         "download=True",
         "--config.download=True",
-        "python -m experiments.make_dataset",
-        "not available yet",
+        "python -m experiments.make_dataset --env=hopper --kind=medium",
     ):
         assert expected in message
 

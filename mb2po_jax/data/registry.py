@@ -121,8 +121,9 @@ def _not_found(name: str, env: str, kind: str, looked: list[str]) -> DatasetNotF
     ways += [
         f"pass a D4RL HDF5 file: 'hdf5:/path/to/{d4rl_filename(env, kind)}', or put it "
         f"in d4rl_dir / $D4RL_DATASET_DIR (default {_DEFAULT_D4RL_DIR})",
-        "generate it locally: dataset generation (`python -m experiments.make_dataset`) "
-        "is not available yet",
+        "generate it locally with SAC, as D4RL did: "
+        f"`python -m experiments.make_dataset --env={env} --kind={kind}` "
+        "(--scale=0.1 for a smaller CPU-sized set; see docs/datasets.md)",
     ]
     return DatasetNotFoundError(
         f"No dataset found for '{name}' ({ENV_IDS[env]}, kind '{kind}'). Looked at:\n"
