@@ -14,10 +14,24 @@ closed form,
 
     dL/dp_i = -(1/M) sum_j |tau_i - 1{u_ij < 0}| clip(u_ij, -kappa, kappa) / kappa,
 
-so the forward pass computes loss and gradient together in one fused sweep
-over the pairs, optionally in row chunks (``lax.map``) to bound memory, and the
-backward pass is a multiply. Targets are treated as constants (they are
-stop-gradient TD targets); their cotangent is zero.
+so the forward pass computes loss and gradient together in one sweep over the
+pairs, optionally in row chunks (``lax.map``), and the backward pass is a
+multiply. Targets are treated as constants (they are stop-gradient TD targets);
+their cotangent is zero.
+
+How the sweep is laid out (speed only; the sums are the same, up to float32
+summation order): instead of building [b, N, M] pairwise tensors and reducing
+over the last axis, we loop over the M targets and accumulate two [b, N]
+sums (loss and gradient terms). XLA on CPU materialised the [b, N, M]
+``weight``, ``huber`` and ``clip`` tensors as separate arrays (each reduction
+is its own fusion, and a producer with two consumers is not duplicated), so the
+old version streamed ~5 x b*N*M floats through memory; here every pairwise
+term lives only in registers inside two elementwise [b, N] fusions per block
+of targets, and the only memory traffic is the [b, N] accumulators. Measured on
+2 AMD EPYC (Zen 4) cores for the AWAC shape [2048, 100] x [2048, 100], loss
+plus gradient, best of many calls: 12.0 ms (old, row chunks of 256; 6.8 ms
+with chunks of 64) -> 3.1 ms unchunked, 3.6 ms in chunks of 256; see
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -33,15 +47,58 @@ def quantile_midpoints(num_quantiles: int) -> jax.Array:
     return (jnp.arange(num_quantiles, dtype=jnp.float32) + 0.5) / num_quantiles
 
 
+# Targets handled per loop iteration (unrolled inside the iteration). With 10,
+# each iteration's two [b, N] fusions do 10 pairwise terms per accumulator
+# read/write, so the accumulator traffic is amortised, while the fusions stay
+# small enough for XLA to compile into tight vectorised loops (a fully
+# unrolled 100-target body was several times slower). Speed only.
+_TARGET_BLOCK = 10
+
+
+def _tree_sum(terms: list) -> jax.Array:
+    while len(terms) > 1:
+        terms = [a + b for a, b in zip(terms[::2], terms[1::2])] + terms[len(terms) - len(terms) % 2 :]
+    return terms[0]
+
+
 def _loss_and_grad(pred: jax.Array, target: jax.Array, kappa: float):
     """pred [b, N], target [b, M] -> (loss [b], dloss/dpred [b, N])."""
-    taus = quantile_midpoints(pred.shape[-1])
-    u = target[:, None, :] - pred[:, :, None]  # [b, N, M]
-    weight = jnp.abs(taus[None, :, None] - (u < 0).astype(u.dtype))
-    abs_u = jnp.abs(u)
-    huber = jnp.where(abs_u <= kappa, 0.5 * jnp.square(u), kappa * (abs_u - 0.5 * kappa))
-    loss = jnp.sum(jnp.mean(weight * huber, axis=-1), axis=-1) / kappa
-    grad = -jnp.mean(weight * jnp.clip(u, -kappa, kappa), axis=-1) / kappa
+    num_targets = target.shape[-1]
+    taus = quantile_midpoints(pred.shape[-1])[None, :]  # [1, N]
+    target_columns = target.T  # [M, b]: row j holds target j of every sample
+
+    def accumulate(sums, columns):
+        """Adds the pairwise terms of the targets in ``columns`` [k, b]."""
+        loss_terms, grad_terms = [], []
+        for j in range(columns.shape[0]):
+            u = columns[j][:, None] - pred  # [b, N]: u_ij for this target j
+            weight = jnp.abs(taus - (u < 0).astype(u.dtype))
+            abs_u = jnp.abs(u)
+            huber = jnp.where(abs_u <= kappa, 0.5 * jnp.square(u), kappa * (abs_u - 0.5 * kappa))
+            loss_terms.append(weight * huber)
+            grad_terms.append(weight * jnp.clip(u, -kappa, kappa))
+        # Pairwise (tree) sum within the block, then one add into the running
+        # sum: a plain running sum over all M targets was ~6x less accurate
+        # (float32 rounding) than XLA's reduction for the gradient.
+        return sums[0] + _tree_sum(loss_terms), sums[1] + _tree_sum(grad_terms)
+
+    sums = (jnp.zeros_like(pred), jnp.zeros_like(pred))
+    num_blocks = num_targets // _TARGET_BLOCK
+    if num_blocks:
+        sums = jax.lax.fori_loop(
+            0,
+            num_blocks,
+            lambda k, s: accumulate(
+                s, jax.lax.dynamic_slice_in_dim(target_columns, k * _TARGET_BLOCK, _TARGET_BLOCK, 0)
+            ),
+            sums,
+        )
+    if num_targets % _TARGET_BLOCK:
+        sums = accumulate(sums, target_columns[num_blocks * _TARGET_BLOCK :])
+    loss_sum, grad_sum = sums
+    # mean over targets j, then sum over predicted quantiles i (as in the formula).
+    loss = jnp.sum(loss_sum / num_targets, axis=-1) / kappa
+    grad = -(grad_sum / num_targets) / kappa
     return loss, grad
 
 
@@ -68,7 +125,7 @@ def quantile_huber_loss(
         target: [B, M] target samples (treated as constants).
         kappa: Huber threshold.
         chunk_size: process rows in chunks of this size (must divide B to take
-            effect) to bound the [chunk, N, M] working set.
+            effect) to bound the working set (two [chunk, N] accumulators).
 
     Returns:
         [B] loss per row: sum over predicted quantiles, mean over targets.
