@@ -83,7 +83,7 @@ def evaluate_checkpoint(
     refs = None
     if dataset.get("ref_min_score") is not None and dataset.get("ref_max_score") is not None:
         refs = (dataset["ref_min_score"], dataset["ref_max_score"])
-    result = evaluate_policy(agent, policy_params, meta["env_id"], config.eval, refs)
+    result = evaluate_policy(jax.jit(agent.act), policy_params, meta["env_id"], config.eval, refs)
     return {"workdir": str(workdir), "phase": phase, "step": step, "dataset": config.dataset,
             **result}
 

@@ -46,9 +46,10 @@ def build_agent(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int,
     return awac.make_awac(obs_dim, act_dim, awac.AWACConfig.from_dict(values))
 
 
-def evaluate_policy(agent: awac.AWAC, policy_params: Any, env_id: str, eval_config,
+def evaluate_policy(act, policy_params: Any, env_id: str, eval_config,
                     ref_scores) -> dict[str, Any]:
-    act = jax.jit(agent.act)
+    """Episodes of the deterministic policy; ``act`` is the jitted
+    ``agent.act``, built once per phase so evaluations never recompile."""
     return evaluate(
         lambda obs: np.asarray(act(policy_params, obs)),
         env_id,
@@ -97,6 +98,7 @@ def awac_phase(config: ml_collections.ConfigDict, data: PreparedData, dataset: T
     train_steps = awac.make_train_steps(agent.update, config.awac.batch_size,
                                         config.train.steps_per_chunk)
     train_key = _key(config, _AWAC_TRAIN)
+    act = jax.jit(agent.act)
     return Phase(
         name=AWAC,
         total=config.awac.num_steps,
@@ -107,7 +109,7 @@ def awac_phase(config: ml_collections.ConfigDict, data: PreparedData, dataset: T
         abstract=lambda: jax.eval_shape(agent.init, jax.random.PRNGKey(0)),
         progress=lambda state: int(state.step),
         advance=_scanned(train_steps, dataset, train_key),
-        evaluate=lambda state: evaluate_policy(agent, state.policy_params, data.env_id,
+        evaluate=lambda state: evaluate_policy(act, state.policy_params, data.env_id,
                                                config.eval, data.ref_scores),
         guard=make_critic_guard(AWAC, q_limit(config, np.asarray(data.transitions.rewards))),
         postfix=("critic_loss", "q_data_mean"),
@@ -184,6 +186,7 @@ def mb2po_phase(
     iteration = mb2po.make_iteration(agent.update, rollout_fn, batch_size=config.awac.batch_size,
                                      omega=cfg.omega, num_updates=cfg.updates_per_iteration)
     key = _key(config, _MB2PO)
+    act = jax.jit(agent.act)
 
     def init() -> MB2POState:
         return MB2POState(
@@ -207,7 +210,7 @@ def mb2po_phase(
         abstract=lambda: jax.eval_shape(init),
         progress=lambda state: int(state.iteration),
         advance=advance,
-        evaluate=lambda state: evaluate_policy(agent, state.agent.policy_params, data.env_id,
+        evaluate=lambda state: evaluate_policy(act, state.agent.policy_params, data.env_id,
                                                config.eval, data.ref_scores),
         guard=make_critic_guard(MB2PO, q_limit(config, np.asarray(data.transitions.rewards))),
         postfix=("critic_loss", "q_data_mean", "rollout_uncertainty_mean"),

@@ -55,6 +55,22 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
     return flat
 
 
+def describe_differences(
+    saved: Mapping[str, Any], current: Mapping[str, Any], ignore: frozenset = frozenset()
+) -> str:
+    """One line per differing (flattened) field with both values; '' if none."""
+    old, new = flatten_config(saved), flatten_config(current)
+    differing = sorted(
+        name for name in set(old) | set(new)
+        if name not in ignore and old.get(name, "<absent>") != new.get(name, "<absent>")
+    )
+    return "".join(
+        f"  - {name}: workdir has {old.get(name, '<absent>')!r}, "
+        f"this command has {new.get(name, '<absent>')!r}\n"
+        for name in differing
+    )
+
+
 def check_same_run(
     saved: Mapping[str, Any],
     current: Mapping[str, Any],
@@ -76,18 +92,8 @@ def check_same_run(
         RunMismatchError: naming every differing field with both values, and
             the two ways out (same config, or a new workdir).
     """
-    old, new = flatten_config(saved), flatten_config(current)
-    differing = sorted(
-        name
-        for name in set(old) | set(new)
-        if name not in RESUME_SAFE_FIELDS and old.get(name, "<absent>") != new.get(name, "<absent>")
-    )
-    if differing:
-        lines = "".join(
-            f"  - {name}: workdir has {old.get(name, '<absent>')!r}, "
-            f"this command has {new.get(name, '<absent>')!r}\n"
-            for name in differing
-        )
+    lines = describe_differences(saved, current, ignore=RESUME_SAFE_FIELDS)
+    if lines:
         raise RunMismatchError(
             f"Workdir {workdir} holds a run with a different config:\n{lines}"
             f"Resume it with the same config (the same --config file and overrides), "
@@ -98,7 +104,7 @@ def check_same_run(
             f"Workdir {workdir} holds a run trained on a different dataset "
             f"(fingerprint {saved_fingerprint[:12]}..., this dataset "
             f"{current_fingerprint[:12]}...), although the dataset name "
-            f"{new.get('dataset')!r} is the same: the data behind the name changed. "
+            f"{current.get('dataset')!r} is the same: the data behind the name changed. "
             f"Use a new --workdir, or restore the original dataset."
         )
 

@@ -83,7 +83,7 @@ from minari.data_collector import EpisodeBuffer
 from minari.storage.datasets_root_dir import get_dataset_path
 
 from mb2po_jax import sac as sac_lib
-from mb2po_jax.checkpoint import Checkpointer
+from mb2po_jax.checkpoint import Checkpointer, describe_differences
 from mb2po_jax.data.loaders import minari_dataset_exists, minari_store_path
 from mb2po_jax.data.registry import ENV_IDS, KINDS, local_minari_id
 from mb2po_jax.data.transitions import Transitions
@@ -561,13 +561,8 @@ def _progress(enabled: bool, total: int, initial: int, desc: str, unit: str = "s
 
 
 def _check_same_run(saved: dict[str, Any], current: dict[str, Any], workdir: Path) -> None:
-    saved, current = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
-    differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-    if differing:
-        lines = "".join(
-            f"  - {k}: workdir has {saved.get(k, '<absent>')!r}, this command has "
-            f"{current.get(k, '<absent>')!r}\n" for k in differing
-        )
+    lines = describe_differences(json.loads(json.dumps(saved)), json.loads(json.dumps(current)))
+    if lines:
         raise GenerationError(
             f"Workdir {workdir} holds a SAC run with different settings:\n{lines}"
             f"Resume it with the same options, or pass --workdir=<new directory> (or "
