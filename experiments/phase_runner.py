@@ -61,6 +61,8 @@ class Phase:
         guard: ``(metrics, step) -> None``; raises TrainingDivergedError.
         finalize: applied to the state after the last chunk, before the final
             save (e.g. elite selection).
+        stopped: ``state -> bool``; True ends the phase before ``total``
+            (early stopping). Checked after every chunk and on resume.
         postfix: metric names shown on the progress bar.
         unit: progress-bar unit name.
         keep_checkpoints: checkpoints kept.
@@ -78,6 +80,7 @@ class Phase:
     evaluate: Callable[[Any], dict[str, Any]]
     guard: Callable[[dict[str, float], int], None]
     finalize: Callable[[Any], Any] = lambda state: state
+    stopped: Callable[[Any], bool] = lambda state: False
     postfix: tuple[str, ...] = ()
     unit: str = "step"
     keep_checkpoints: int = 3
@@ -134,7 +137,8 @@ def run_phase(
         else:
             state = initial_state(checkpointer) if initial_state else phase.init()
         step = phase.progress(state)
-        if step >= phase.total and last_eval is not None:
+        done = lambda: step >= phase.total or phase.stopped(state)  # noqa: E731
+        if done() and last_eval is not None:
             # Finished: report the time the phase took, not this no-op.
             return PhaseOutcome(state, step, wall_before, last_eval)
 
@@ -151,8 +155,8 @@ def run_phase(
                            use_tensorboard=tensorboard) as metrics, \
                 _progress(progress_bar, phase, step) as bar:
             try:
-                while step < phase.total or last_eval is None:
-                    if step < phase.total:
+                while not done() or last_eval is None:
+                    if not done():
                         # Dispatch is asynchronous: the new state is bound before
                         # the host waits for the metrics, so a Ctrl-C during the
                         # wait saves the new state (the old one may have been
@@ -166,7 +170,7 @@ def run_phase(
                         bar.update(phase.chunk)
                         bar.set_postfix({k: f"{chunk_metrics[k]:.3g}" for k in phase.postfix
                                          if k in chunk_metrics})
-                    final = step >= phase.total
+                    final = done()
                     if final:
                         state = phase.finalize(state)
                     if step % phase.eval_every == 0 or final:

@@ -136,10 +136,30 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
     train_key = _key(config, _DYN_TRAIN)
     init = lambda: model.init(_key(config, _DYN_INIT), train)  # noqa: E731
 
+    @jax.jit
+    def check(state: dynamics.DynamicsState):
+        # Held-out error after every chunk (an instrument: is the model still
+        # improving?) and, with early stopping, MOPO's snapshot bookkeeping.
+        val = validate(state, holdout)
+        if cfg.early_stopping:
+            state = model.track_best(state, holdout)
+        return state, {"val_mse_mean": jnp.mean(val["val_mse"]),
+                       "val_nll_mean": jnp.mean(val["val_nll"])}
+
+    def advance(state: dynamics.DynamicsState, chunk_index: int):
+        state, metrics = train_steps(state, train, jax.random.fold_in(train_key, chunk_index))
+        state, val_metrics = check(state)
+        return state, {**metrics, **val_metrics}
+
     def evaluate_model(state: dynamics.DynamicsState) -> dict[str, Any]:
         result = dynamics.elite_summary(jax.device_get(validate(state, holdout)))
         result["elites"] = [int(i) for i in np.asarray(state.elites)]
+        if cfg.early_stopping:
+            result["stopped_early"] = bool(int(state.step) < cfg.num_steps)
         return result
+
+    def finalize(state: dynamics.DynamicsState) -> dynamics.DynamicsState:
+        return select(model.use_best(state) if cfg.early_stopping else state, holdout)
 
     return Phase(
         name=DYNAMICS,
@@ -150,10 +170,11 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
         init=init,
         abstract=lambda: jax.eval_shape(init),
         progress=lambda state: int(state.step),
-        advance=_scanned(train_steps, train, train_key),
+        advance=advance,
         evaluate=evaluate_model,
         guard=lambda metrics, step: check_finite(DYNAMICS, metrics, step),
-        finalize=lambda state: select(state, holdout),
+        finalize=finalize,
+        stopped=lambda state: cfg.early_stopping and int(state.stale_checks) >= cfg.patience,
         postfix=("dynamics_loss", "train_mse"),
         keep_checkpoints=config.train.keep_checkpoints,
     )
@@ -187,6 +208,9 @@ def mb2po_phase(
                                      omega=cfg.omega, num_updates=cfg.updates_per_iteration)
     key = _key(config, _MB2PO)
     act = jax.jit(agent.act)
+    diagnostics = mb2po.make_diagnostics(
+        lambda state, obs, actions: agent.q(state.critic_params, obs, actions),
+        lambda state, obs: agent.act(state.policy_params, obs))
 
     def init() -> MB2POState:
         return MB2POState(
@@ -196,8 +220,13 @@ def mb2po_phase(
         )
 
     def advance(state: MB2POState, c: int):
+        iteration_key = jax.random.fold_in(key, c)
         agent_state, model_buffer, metrics = iteration(
-            state.agent, state.buffer, dynamics_state, dataset, jax.random.fold_in(key, c))
+            state.agent, state.buffer, dynamics_state, dataset, iteration_key)
+        # Its own key stream (not the iteration's), so the training numbers
+        # are the same with or without this instrument.
+        metrics.update(diagnostics(agent_state, pretrained, model_buffer, dataset,
+                                   jax.random.fold_in(iteration_key, 1 << 30)))
         return MB2POState(agent_state, model_buffer, state.iteration + 1), metrics
 
     return Phase(

@@ -35,10 +35,13 @@ from mb2po_jax.rollout import UNCERTAINTY_RULES
 from mb2po_jax.termination import get_termination_fn
 
 from experiments import phases
+from experiments.configs.base import get_base_config
 from experiments.common import UsageError, prepare_dataset, resolve_config_argv, setup_logging
 from experiments.phase_runner import InterruptedRun, TrainingDivergedError, run_phase
 
 RUN_FILE, RESULTS_FILE = "run.json", "results.json"
+# A field added to the code after a workdir was made resumes at its default.
+DEFAULTS = json.loads(get_base_config().to_json())
 
 
 def _fail(field: str, value: Any, why: str) -> UsageError:
@@ -121,7 +124,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
     saved = json.loads(run_path.read_text()) if run_path.exists() else None
     if saved is not None:
         # Config first: it needs no dataset, so a wrong command fails at once.
-        check_same_run(saved["config"], config_json, workdir)
+        check_same_run(saved["config"], config_json, workdir, defaults=DEFAULTS)
 
     data = prepare_dataset(config)
     fine_tune = config.mb2po.num_iterations > 0
@@ -133,7 +136,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
     if saved is not None:
         check_same_run(saved["config"], config_json, workdir,
                        saved_fingerprint=saved["dataset"]["fingerprint"],
-                       current_fingerprint=data.info.fingerprint)
+                       current_fingerprint=data.info.fingerprint, defaults=DEFAULTS)
     else:
         run_path.write_text(json.dumps(
             {"config": config_json, "dataset": data.info.to_dict(), "env_id": data.env_id},

@@ -53,6 +53,7 @@ from mb2po_jax.data.transitions import Transitions, sample_batch
 from mb2po_jax.quantile_loss import quantile_huber_loss
 
 Metrics = dict[str, jax.Array]
+TARGET_SELECTIONS = ("online_min", "target_min")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +80,22 @@ class AWACConfig:
     # [2B, 100, 100] pairs, 256 / 1024 / unchunked measure the same within
     # noise on 2 CPU cores (docs/benchmarks.md).
     loss_chunk_size: int = 256
+    # Which member's target quantiles are bootstrapped, per sample:
+    # "online_min" (default; the paper's clipped double Q read with double-DQN
+    # selection: the member whose ONLINE mean return is lower, its target
+    # quantiles) or "target_min" (TD3: the member whose TARGET mean return is
+    # lower). A named deviation for ablation (docs/results.md).
+    target_selection: str = "online_min"
+    # Upper bound on each mixture component's log-std (the paper is silent;
+    # rlkit's AWAC uses 0). Wide components put saturated tanh actions into
+    # the advantage baseline and the model rollouts.
+    log_std_max: float = 2.0
+
+    def __post_init__(self):
+        if self.target_selection not in TARGET_SELECTIONS:
+            raise ValueError(
+                f"awac.target_selection={self.target_selection!r}: valid choices are "
+                f"{list(TARGET_SELECTIONS)}.")
 
     @classmethod
     def from_dict(cls, values) -> "AWACConfig":
@@ -112,6 +129,9 @@ class AWAC(NamedTuple):
     init: Callable[[jax.Array], AWACState]
     update: Callable[[AWACState, Transitions, jax.Array], tuple[AWACState, Metrics]]
     act: Callable[[dict, jax.Array], jax.Array]  # deterministic evaluation action
+    # Q(s, a) as the policy sees it (min over members of the mean return):
+    # (critic_params, obs [B, obs_dim], actions [B, act_dim]) -> [B].
+    q: Callable[[dict, jax.Array, jax.Array], jax.Array]
 
 
 def q_values(critic_quantiles: jax.Array, eps: float) -> jax.Array:
@@ -126,6 +146,7 @@ def critic_target(
     terminals: jax.Array,
     discount: float,
     eps: float,
+    selection: str = "online_min",
 ) -> jax.Array:
     """Distributional TD target with clipped double-Q / double-DQN selection.
 
@@ -133,11 +154,15 @@ def critic_target(
         online_next: [M, B, N] online critics' quantiles at (s', a').
         target_next: [M, B, N] target critics' quantiles at (s', a').
         rewards, terminals: [B].
+        selection: "online_min" selects, per sample, the member whose online
+            mean return is lowest; "target_min" the member whose target mean
+            return is lowest (TD3's minimum over target critics).
 
     Returns:
         [B, N] target quantiles in h-space.
     """
-    selected = jnp.argmin(q_values(online_next, eps), axis=0)  # [B]
+    selector = online_next if selection == "online_min" else target_next
+    selected = jnp.argmin(q_values(selector, eps), axis=0)  # [B]
     z_next = jnp.take_along_axis(target_next, selected[None, :, None], axis=0)[0]
     returns = rewards[:, None] + discount * (1.0 - terminals[:, None]) * value_transform.h_inv(
         z_next, eps
@@ -154,7 +179,8 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
     """Builds the AWAC agent's pure functions for the given dimensions."""
     cfg = config
     policy = networks.TanhGMMPolicy(
-        action_dim=act_dim, hidden_dims=tuple(cfg.hidden_dims), num_components=cfg.num_components
+        action_dim=act_dim, hidden_dims=tuple(cfg.hidden_dims), num_components=cfg.num_components,
+        log_std_max=cfg.log_std_max,
     )
     critic = networks.QuantileCriticEnsemble(
         num_members=cfg.num_critics,
@@ -187,7 +213,8 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
         target_next = critic.apply(state.critic_target_params, batch.next_observations, next_actions)
         target = jax.lax.stop_gradient(
             critic_target(
-                online_next, target_next, batch.rewards, batch.terminals, cfg.discount, cfg.transform_eps
+                online_next, target_next, batch.rewards, batch.terminals, cfg.discount,
+                cfg.transform_eps, cfg.target_selection,
             )
         )
         pred = critic.apply(critic_params, batch.observations, batch.actions)  # [M, B, N]
@@ -283,7 +310,19 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
         """Deterministic action for evaluation ([..., obs_dim] -> [..., act_dim])."""
         return networks.deterministic_action(policy.apply(policy_params, observations))
 
-    return AWAC(config=cfg, policy=policy, critic=critic, init=init, update=update, act=act)
+    def q(critic_params, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        """Pessimistic mean return: [B, obs_dim], [B, act_dim] -> [B]."""
+        return jnp.min(q_values(critic.apply(critic_params, observations, actions),
+                                cfg.transform_eps), axis=0)
+
+    return AWAC(config=cfg, policy=policy, critic=critic, init=init, update=update, act=act, q=q)
+
+
+def reduce_chunk_metrics(metrics: Metrics) -> Metrics:
+    """Per-step metrics [K] -> one value per chunk: the max for ``*_max``
+    statistics (so the divergence guard sees a spike a mean would hide), the
+    mean for the rest."""
+    return {k: jnp.max(v) if k.endswith("_max") else jnp.mean(v) for k, v in metrics.items()}
 
 
 def make_train_steps(
@@ -294,7 +333,8 @@ def make_train_steps(
     """``num_steps`` updates on uniformly sampled batches, as one ``lax.scan``.
 
     Returns a jitted ``train_steps(state, dataset, key) -> (state, metrics)``
-    whose metrics are the mean over the chunk (one host transfer per chunk).
+    whose metrics are reduced over the chunk by :func:`reduce_chunk_metrics`
+    (one host transfer per chunk).
     The dataset is an argument, not a closed-over constant, so it is not
     baked into the compiled program.
     """
@@ -306,6 +346,6 @@ def make_train_steps(
             return update(state, sample_batch(dataset, batch_key, batch_size), update_key)
 
         state, metrics = jax.lax.scan(body, state, jax.random.split(key, num_steps))
-        return state, jax.tree.map(jnp.mean, metrics)
+        return state, reduce_chunk_metrics(metrics)
 
     return train_steps

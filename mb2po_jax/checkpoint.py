@@ -56,13 +56,22 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any
 
 
 def describe_differences(
-    saved: Mapping[str, Any], current: Mapping[str, Any], ignore: frozenset = frozenset()
+    saved: Mapping[str, Any], current: Mapping[str, Any], ignore: frozenset = frozenset(),
+    defaults: Mapping[str, Any] | None = None,
 ) -> str:
-    """One line per differing (flattened) field with both values; '' if none."""
+    """One line per differing (flattened) field with both values; '' if none.
+
+    ``defaults`` (a nested config): a field absent from ``saved`` whose value
+    in ``current`` is its default is not a difference. New config fields are
+    added with defaults that keep the old behaviour (a deviation is opt-in),
+    so a workdir made before the field existed resumes unchanged.
+    """
     old, new = flatten_config(saved), flatten_config(current)
+    default = flatten_config(defaults or {})
     differing = sorted(
         name for name in set(old) | set(new)
         if name not in ignore and old.get(name, "<absent>") != new.get(name, "<absent>")
+        and not (name not in old and name in default and new.get(name) == default[name])
     )
     return "".join(
         f"  - {name}: workdir has {old.get(name, '<absent>')!r}, "
@@ -78,6 +87,7 @@ def check_same_run(
     *,
     saved_fingerprint: str | None = None,
     current_fingerprint: str | None = None,
+    defaults: Mapping[str, Any] | None = None,
 ) -> None:
     """Refuses to resume when the config or the dataset differ.
 
@@ -87,12 +97,13 @@ def check_same_run(
         workdir: for the message.
         saved_fingerprint, current_fingerprint: dataset fingerprints; compared
             only when both are given.
+        defaults: the default config; see :func:`describe_differences`.
 
     Raises:
         RunMismatchError: naming every differing field with both values, and
             the two ways out (same config, or a new workdir).
     """
-    lines = describe_differences(saved, current, ignore=RESUME_SAFE_FIELDS)
+    lines = describe_differences(saved, current, ignore=RESUME_SAFE_FIELDS, defaults=defaults)
     if lines:
         raise RunMismatchError(
             f"Workdir {workdir} holds a run with a different config:\n{lines}"

@@ -23,6 +23,16 @@ Choices where the paper is silent (documented here on purpose):
   ``max_holdout`` rows) reports per-member validation MSE and NLL;
   ``num_elites`` members with the lowest validation MSE are used in rollouts
   (default: all members, as the paper).
+* The training NLL is summed over the output dimensions
+  (``nll_reduction="sum"``); MOPO's reference code averages them
+  (``"mean"``), which makes the bound penalty and the weight decay about
+  ``obs_dim + 1`` times stronger relative to the data term.
+* The paper trains for a fixed 100k steps and keeps the final parameters
+  (the default). ``early_stopping=True`` is MOPO's rule instead: after every
+  chunk each member's held-out MSE is compared with its best so far; a member
+  whose MSE improved by more than 1 % keeps a snapshot of its parameters, and
+  training stops once ``patience`` consecutive checks improved no member. The
+  snapshots are the final model.
 
 The members are one ``flax`` module whose parameters carry a leading member
 axis; ``jax.vmap`` over that axis evaluates them together (one batched matmul
@@ -61,6 +71,17 @@ class DynamicsConfig:
     init_min_logvar: float = -10.0
     holdout_fraction: float = 0.1
     max_holdout: int = 5000
+    nll_reduction: str = "sum"  # over output dimensions: "sum" or "mean" (MOPO)
+    early_stopping: bool = False  # MOPO's best-holdout snapshots and patience
+    patience: int = 5  # checks without improvement before stopping
+    improvement_threshold: float = 0.01  # relative held-out MSE improvement
+
+    def __post_init__(self):
+        if self.nll_reduction not in ("sum", "mean"):
+            raise ValueError(f"dynamics.nll_reduction={self.nll_reduction!r}: valid choices "
+                             f"are 'sum' and 'mean'.")
+        if self.patience < 1:
+            raise ValueError(f"dynamics.patience={self.patience} must be >= 1.")
 
     @classmethod
     def from_dict(cls, values) -> "DynamicsConfig":
@@ -142,6 +163,10 @@ class DynamicsState:
         input_mean, input_std: [obs_dim + act_dim] dataset statistics.
         elites: [num_elites] int32 member indices used in rollouts.
         step: int32 number of updates applied.
+        best_params: per-member snapshots at their best held-out MSE
+            (early stopping; equal to ``params`` until the first check).
+        best_val_mse: [N] the held-out MSE of each snapshot (inf before).
+        stale_checks: int32 consecutive checks that improved no member.
     """
 
     params: dict
@@ -150,6 +175,9 @@ class DynamicsState:
     input_std: jax.Array
     elites: jax.Array
     step: jax.Array
+    best_params: dict
+    best_val_mse: jax.Array
+    stale_checks: jax.Array
 
 
 class Dynamics(NamedTuple):
@@ -162,6 +190,9 @@ class Dynamics(NamedTuple):
     predict: Callable[[DynamicsState, jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
     validate: Callable[[DynamicsState, DynamicsData], Metrics]
     select_elites: Callable[[DynamicsState, DynamicsData], DynamicsState]
+    # Early stopping: record improved members' snapshots; swap them in.
+    track_best: Callable[[DynamicsState, DynamicsData], DynamicsState]
+    use_best: Callable[[DynamicsState], DynamicsState]
 
 
 def gaussian_nll(mean: jax.Array, logvar: jax.Array, target: jax.Array) -> jax.Array:
@@ -214,6 +245,9 @@ def make_dynamics(obs_dim: int, act_dim: int, config: DynamicsConfig = DynamicsC
             input_std=std,
             elites=jnp.arange(cfg.num_elites, dtype=jnp.int32),
             step=jnp.zeros((), jnp.int32),
+            best_params=params,
+            best_val_mse=jnp.full((cfg.num_members,), jnp.inf, jnp.float32),
+            stale_checks=jnp.zeros((), jnp.int32),
         )
 
     def normalise(state: DynamicsState, inputs: jax.Array) -> jax.Array:
@@ -221,8 +255,10 @@ def make_dynamics(obs_dim: int, act_dim: int, config: DynamicsConfig = DynamicsC
 
     def loss_fn(params, state: DynamicsState, batch: DynamicsData):
         mean, logvar = apply_each(params, normalise(state, batch.inputs))  # [N, B, D]
+        reduce_dims = jnp.sum if cfg.nll_reduction == "sum" else jnp.mean
         nll = jnp.mean(
-            jnp.sum(jnp.square(batch.targets - mean) * jnp.exp(-logvar) + logvar, axis=-1), axis=-1
+            reduce_dims(jnp.square(batch.targets - mean) * jnp.exp(-logvar) + logvar, axis=-1),
+            axis=-1,
         )  # [N]: the training objective (NLL up to constants), per member
         bounds = params["params"]
         bound_penalty = cfg.bound_coef * (
@@ -271,7 +307,27 @@ def make_dynamics(obs_dim: int, act_dim: int, config: DynamicsConfig = DynamicsC
         elites = jnp.sort(jnp.argsort(mse)[: cfg.num_elites]).astype(jnp.int32)
         return state.replace(elites=elites)
 
-    return Dynamics(cfg, network, init, update, predict, validate, select_elites)
+    def track_best(state: DynamicsState, holdout: DynamicsData) -> DynamicsState:
+        """One early-stopping check (MOPO): members whose held-out MSE beat
+        their best by more than ``improvement_threshold`` (relative) snapshot
+        their parameters; ``stale_checks`` counts checks improving none."""
+        mse = validate(state, holdout)["val_mse"]  # [N]
+        improved = (state.best_val_mse - mse) / state.best_val_mse > cfg.improvement_threshold
+        improved = improved | ~jnp.isfinite(state.best_val_mse)
+        keep = lambda new, old: jnp.where(  # noqa: E731
+            improved.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+        return state.replace(
+            best_params=jax.tree.map(keep, state.params, state.best_params),
+            best_val_mse=jnp.where(improved, mse, state.best_val_mse),
+            stale_checks=jnp.where(jnp.any(improved), 0, state.stale_checks + 1).astype(jnp.int32),
+        )
+
+    def use_best(state: DynamicsState) -> DynamicsState:
+        """The snapshots become the model (after the last check)."""
+        return state.replace(params=state.best_params)
+
+    return Dynamics(cfg, network, init, update, predict, validate, select_elites, track_best,
+                    use_best)
 
 
 def make_train_steps(

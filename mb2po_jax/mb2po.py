@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from mb2po_jax import buffer as model_buffer
-from mb2po_jax.awac import AWACState, Metrics
+from mb2po_jax.awac import AWACState, Metrics, reduce_chunk_metrics
 from mb2po_jax.data.transitions import Transitions, sample_batch
 from mb2po_jax.dynamics import DynamicsState
 from mb2po_jax.rollout import Rollout
@@ -92,9 +92,46 @@ def make_iteration(
         )
         # Peaks (``*_max``) stay peaks over the iteration, so the divergence
         # guard sees a spike that a mean would hide.
-        metrics = {k: jnp.max(v) if k.endswith("_max") else jnp.mean(v) for k, v in metrics.items()}
+        metrics = reduce_chunk_metrics(metrics)
         metrics.update(rolled.stats)
         metrics["buffer_valid_rows"] = model_buffer.num_valid(buffer).astype(jnp.float32)
         return awac_state, buffer, metrics
 
     return jax.jit(iteration, donate_argnums=(1,))
+
+
+def make_diagnostics(
+    q_fn: Callable[[Any, jax.Array, jax.Array], jax.Array],
+    act_fn: Callable[[Any, jax.Array], jax.Array],
+    *,
+    num_rows: int = 1024,
+) -> Callable[..., Metrics]:
+    """Builds the jitted ``diagnostics(state, reference, buffer, dataset, key)``.
+
+    What a fine-tuning run needs to be understood when it does not improve:
+    the critic on real vs model rows (is model data inflating Q?) and how far
+    the policy has moved from a reference (the pretrained policy) on dataset
+    states. Agent-agnostic: ``q_fn(state, obs [B, o], actions [B, a]) -> [B]``
+    and ``act_fn(state, obs [B, o]) -> [B, a]`` (deterministic action).
+
+    Returns:
+        scalars ``q_real_mean``, ``q_model_mean`` (Q of ``num_rows`` dataset /
+        model-buffer rows at their own actions) and ``policy_shift`` (mean L2
+        distance between the two deterministic actions on ``num_rows`` dataset
+        states).
+    """
+
+    @jax.jit
+    def diagnostics(state: Any, reference: Any, buffer: model_buffer.ModelBuffer,
+                    dataset: Transitions, key: jax.Array) -> Metrics:
+        real_key, model_key = jax.random.split(key)
+        real = sample_batch(dataset, real_key, num_rows)
+        model = model_buffer.sample(buffer, model_key, num_rows)
+        shift = act_fn(state, real.observations) - act_fn(reference, real.observations)
+        return {
+            "q_real_mean": jnp.mean(q_fn(state, real.observations, real.actions)),
+            "q_model_mean": jnp.mean(q_fn(state, model.observations, model.actions)),
+            "policy_shift": jnp.mean(jnp.linalg.norm(shift, axis=-1)),
+        }
+
+    return diagnostics

@@ -1,0 +1,504 @@
+"""The reproduction harness: tasks x seeds x arms, with a fair control.
+
+    python -m experiments.reproduce --tasks=hopper-mixed,walker2d-mixed,halfcheetah-mixed \\
+        --seeds=0,1,2 --scale=cpu --workdir=runs/repro
+
+For every task and seed, AWAC is pretrained once (``<task>/seed<k>/pretrain``)
+and every arm starts from that checkpoint:
+
+* ``awac``: the fair control. AWAC pretraining *continued* for exactly as
+  many further updates (same batch size) as the MB2PO arm makes
+  (``mb2po.num_iterations x mb2po.updates_per_iteration``), so a gain of
+  MB2PO over it cannot be just more training;
+* ``mb2po``: AWAC+MB2PO (dynamics ensemble, then the fine-tuning iterations).
+
+More arms plug into :data:`ARMS` (a name, a label, and how the arm's config is
+derived from the task's). Each cell is an ordinary ``experiments.run`` workdir
+(resumable, checkpointed, refused if the config changed); when it finishes,
+its policy is evaluated with ``--final_episodes`` episodes (default 50) and
+``cell.json`` records the outcome, so a killed sweep resumes where it stopped
+and finished cells are skipped. A cell stopped by the divergence guard is
+recorded as ``diverged`` and the sweep goes on.
+
+Outputs in ``--workdir`` (remade after every cell, or alone with
+``--report_only``): ``results.csv`` (a row per task, seed and arm),
+``table.md`` (mean +- std over seeds, the lift MB2PO - control with a paired
+bootstrap 95 % interval, the paper's Table 1 beside) and ``<task>.png`` (the
+arms' evaluation curves against gradient updates, mean and band over seeds).
+See :mod:`experiments.repro_report`.
+
+``--shard=I/N`` runs every N-th (task, seed) unit, so N processes or machines
+can share one workdir (each unit's cells are written by one shard only);
+``--report_only`` merges whatever has finished.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import ml_collections
+import numpy as np
+from absl import app, flags
+
+from experiments import repro_report
+from experiments.common import UsageError, _check_override, prepare_dataset, setup_logging
+from experiments.configs.base import PAPER_MB2PO_TABLE, cpu_scale, paper_config
+from experiments.evaluate import evaluate_checkpoint
+from experiments.phase_runner import InterruptedRun, TrainingDivergedError
+from experiments.run import run as run_experiment, validate_config
+from mb2po_jax.checkpoint import RunMismatchError
+from mb2po_jax.data import (ENV_IDS, DatasetError, DatasetNotFoundError, parse_task_name,
+                            resolve_dataset)
+from mb2po_jax.evaluation import normalized_score
+
+logger = logging.getLogger(__name__)
+
+CELL_FILE, PRETRAIN = repro_report.CELL_FILE, repro_report.PRETRAIN
+DEFAULT_TASKS = ("hopper-mixed", "walker2d-mixed", "halfcheetah-mixed")
+
+
+# ------------------------------------------------------------------ scales
+
+
+def smoke_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Seconds per cell, for tests and CI: tiny networks, a few dozen updates,
+    short evaluation episodes. Checks the machinery, never the method."""
+    config.awac.hidden_dims = (32, 32)
+    config.awac.num_quantiles = 8
+    config.awac.batch_size = 32
+    config.awac.num_advantage_samples = 3
+    config.awac.loss_chunk_size = 32
+    config.awac.num_steps = 20
+    config.dynamics.num_steps = 10
+    config.dynamics.batch_size = 16
+    config.dynamics.num_members = 3
+    config.dynamics.num_elites = 2
+    config.dynamics.hidden_dims = (16, 16)
+    config.dynamics.max_holdout = 50
+    config.mb2po.num_iterations = 4
+    config.mb2po.rollout_samples = 60
+    config.mb2po.updates_per_iteration = 5
+    config.mb2po.buffer_iterations = 3
+    config.mb2po.block_size = 32
+    config.mb2po.eval_every = 2
+    config.mb2po.checkpoint_every = 2
+    config.train.steps_per_chunk = 5
+    config.train.eval_every = 10
+    config.train.checkpoint_every = 10
+    config.train.progress_bar = False
+    config.train.tensorboard = False
+    config.eval.num_episodes = 2
+    config.eval.num_envs = 2
+    config.eval.max_episode_steps = 30
+    return config
+
+
+SCALES: dict[str, Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]] = {
+    "paper": lambda config: config,
+    "cpu": cpu_scale,
+    "smoke": smoke_scale,
+}
+# Final-evaluation episodes per scale when --final_episodes is not given.
+FINAL_EPISODES = {"paper": 50, "cpu": 50, "smoke": 2}
+
+
+def _smoke_dataset(config: ml_collections.ConfigDict, task: str) -> None:
+    """At smoke scale a missing task dataset is replaced by a tiny random-policy
+    one recorded on first use (as the quickstart does); other scales fail."""
+    try:
+        resolve_dataset(config.dataset, d4rl_dir=config.d4rl_dir)
+        return
+    except DatasetNotFoundError:
+        pass
+    env, _ = parse_task_name(task)
+    env_id = ENV_IDS[env]
+    config.dataset = f"minari:mb2po/{env}/smoke-random-v0"
+    config.make_dataset.enabled = True
+    config.make_dataset.env_id = env_id
+    config.make_dataset.num_steps = 400
+
+
+# -------------------------------------------------------------------- arms
+
+
+def finetune_updates(config: ml_collections.ConfigDict) -> int:
+    """Gradient updates MB2PO makes after pretraining (the control matches it)."""
+    return config.mb2po.num_iterations * config.mb2po.updates_per_iteration
+
+
+def control_config(task_config: ml_collections.ConfigDict, pretrain_dir: Path):
+    config = copy.deepcopy(task_config)
+    extra = finetune_updates(task_config)
+    config.awac.num_steps = task_config.awac.num_steps + extra
+    config.mb2po.num_iterations = 0
+    config.init.awac_workdir = str(pretrain_dir)
+    return config
+
+
+def mb2po_config(task_config: ml_collections.ConfigDict, pretrain_dir: Path):
+    config = copy.deepcopy(task_config)
+    config.init.awac_workdir = str(pretrain_dir)
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """A way to continue from the pretrained AWAC checkpoint.
+
+    Attributes:
+        name: the cell directory and the ``arm`` column.
+        label: the legend and table label.
+        build: ``(task config, pretrain workdir) -> the cell's run config``.
+        policy_phase: the checkpoint phase holding the arm's final policy.
+    """
+
+    name: str
+    label: str
+    build: Callable[[ml_collections.ConfigDict, Path], ml_collections.ConfigDict]
+    policy_phase: str
+
+
+ARMS: dict[str, Arm] = {
+    "awac": Arm("awac", "AWAC continued (control)", control_config, "awac"),
+    "mb2po": Arm("mb2po", "AWAC+MB2PO", mb2po_config, "mb2po"),
+}
+
+
+# ------------------------------------------------------------------- cells
+
+
+def parse_overrides(items: list[str], base: ml_collections.ConfigDict) -> dict[str, Any]:
+    """``["awac.num_steps=1000", ...]`` -> ``{"awac.num_steps": 1000}``, every
+    field checked against ``base`` (an unknown one fails naming it)."""
+    out = {}
+    for item in items:
+        field, sep, text = item.partition("=")
+        if not sep or not field:
+            raise UsageError(f"--set={item!r}: expected FIELD=VALUE, e.g. --set=awac.num_steps=1000.")
+        _check_override(base, field)
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare string such as max_std_norm
+        out[field] = value
+    return out
+
+
+def _assign(config: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = config
+    for part in parents:
+        node = node[part]
+    if isinstance(value, list):
+        value = tuple(value)
+    node[leaf] = value
+
+
+def task_config(task: str, scale: str, overrides: dict[str, Any],
+                datasets: dict[str, str]) -> ml_collections.ConfigDict:
+    """The task's paper config at ``scale``, its dataset and the overrides."""
+    config = SCALES[scale](paper_config(task))
+    if task in datasets:
+        config.dataset = datasets[task]
+    for field, value in overrides.items():
+        _assign(config, field, value)
+    if scale == "smoke" and task not in datasets:
+        _smoke_dataset(config, task)
+    if finetune_updates(config) < 1:
+        raise UsageError(f"{task}: mb2po.num_iterations x mb2po.updates_per_iteration must be "
+                         f">= 1: the arms compare fine-tuning updates.")
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    task: str
+    seed: int
+    arm: str  # PRETRAIN or an ARMS key
+    workdir: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.task} seed {self.seed} {self.arm}"
+
+
+def unit_dir(root: Path, task: str, seed: int) -> Path:
+    return root / task / f"seed{seed}"
+
+
+def plan(root: Path, tasks: list[str], seeds: list[int], arms: list[str],
+         shard: tuple[int, int] = (0, 1)) -> list[Cell]:
+    """The cells of this shard, in run order: per (task, seed) unit the
+    pretraining, then each arm. Units are dealt round-robin to shards."""
+    index, count = shard
+    units = [(task, seed) for task in tasks for seed in seeds]
+    cells = []
+    for task, seed in units[index::count]:
+        base = unit_dir(root, task, seed)
+        cells.append(Cell(task, seed, PRETRAIN, base / PRETRAIN))
+        cells += [Cell(task, seed, arm, base / arm) for arm in arms]
+    return cells
+
+
+def read_cell(cell_dir: Path) -> dict[str, Any] | None:
+    path = cell_dir / CELL_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _write_cell(cell_dir: Path, record: dict[str, Any]) -> None:
+    tmp = cell_dir / (CELL_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(cell_dir / CELL_FILE)  # atomic: a kill never leaves half a record
+
+
+def git_commit() -> str:
+    """The code's commit, '+dirty' when tracked files differ from it."""
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=repo).returncode
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def cell_config(cell: Cell, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The run config of a cell, from its task's config."""
+    config = copy.deepcopy(config)
+    config.seed = cell.seed
+    if cell.arm == PRETRAIN:
+        config.mb2po.num_iterations = 0
+        return config
+    return ARMS[cell.arm].build(config, cell.workdir.parent / PRETRAIN)
+
+
+def run_cell(cell: Cell, config: ml_collections.ConfigDict, final_episodes: int) -> dict[str, Any]:
+    """Runs (or resumes) a cell, evaluates its final policy, writes cell.json."""
+    cell.workdir.mkdir(parents=True, exist_ok=True)
+    run_config = cell_config(cell, config)
+    validate_config(run_config)
+    started = time.time()
+    record: dict[str, Any] = {
+        "task": cell.task, "seed": cell.seed, "arm": cell.arm, "dataset": run_config.dataset,
+        "commit": git_commit(),
+        "pretrain_updates": config.awac.num_steps,
+        "finetune_updates": 0 if cell.arm == PRETRAIN else finetune_updates(config),
+        "batch_size": config.awac.batch_size,
+    }
+    try:
+        results = run_experiment(run_config, cell.workdir)
+    except TrainingDivergedError as error:
+        record.update(status="diverged", message=str(error),
+                      wall_seconds=time.time() - started)
+        _write_cell(cell.workdir, record)
+        logger.warning("%s: diverged, recorded; the sweep goes on. %s", cell.label, error)
+        return record
+    phase = "awac" if cell.arm == PRETRAIN else ARMS[cell.arm].policy_phase
+    final = evaluate_checkpoint(cell.workdir, phase=phase, num_episodes=final_episodes)
+    # How the report puts the cell's periodic evaluations on one axis of
+    # gradient updates: AWAC logs updates; other phases log iterations.
+    record["curve_phase"] = phase
+    if phase != "awac":
+        record["updates_per_unit"] = run_config.mb2po.updates_per_iteration
+        record["curve_offset"] = run_config.awac.num_steps
+    if cell.arm == PRETRAIN:
+        record.update(dataset_scores(run_config))
+    record.update(
+        status="done",
+        final_score=final["normalized_score"],
+        final_score_std=final["normalized_score_std"],
+        final_return=final["return_mean"],
+        final_episodes=final["num_episodes"],
+        final_returns=final["returns"],
+        periodic_episodes=run_config.eval.num_episodes,
+        wall_seconds=results["wall_seconds"],
+        dataset_fingerprint=results["dataset_fingerprint"],
+        dataset_source=results["dataset_source"],
+        num_transitions=results["num_transitions"],
+        env_id=results["env_id"],
+    )
+    _write_cell(cell.workdir, record)
+    return record
+
+
+def dataset_scores(config: ml_collections.ConfigDict) -> dict[str, float | None]:
+    """What the issue's "outperform the demonstrated behaviour" compares with:
+    the normalised mean return of the dataset's episodes (an episode ends at a
+    terminal or a time-out; a cut last episode counts as one) and, for the
+    project's own datasets, the behaviour policy's score from the data card."""
+    data = prepare_dataset(config)
+    t = data.transitions
+    ends = np.flatnonzero(np.logical_or(np.asarray(t.terminals) > 0, np.asarray(t.timeouts) > 0))
+    bounds = np.concatenate([[-1], ends, [] if ends.size and ends[-1] == len(t.rewards) - 1
+                             else [len(t.rewards) - 1]]).astype(int)
+    rewards = np.cumsum(np.asarray(t.rewards, dtype=np.float64))
+    returns = np.diff(np.concatenate([[0.0], rewards[bounds[1:]]]))
+    scores = None
+    if data.ref_scores is not None:
+        scores = float(np.mean(normalized_score(data.env_id, returns, ref_scores=data.ref_scores)))
+    behaviour = None
+    match = re.search(r"Minari dataset (\S+)", data.info.source)
+    if match:
+        from mb2po_jax.data.generation import read_card
+
+        card = read_card(match.group(1)) or {}
+        behaviour = (card.get("behaviour_policy") or {}).get("eval_normalized_score")
+    return {"dataset_episode_score": scores, "dataset_episodes": int(returns.size),
+            "behaviour_score": behaviour if isinstance(behaviour, (int, float)) else None}
+
+
+def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], scale: str, *,
+              overrides: dict[str, Any] | None = None, datasets: dict[str, str] | None = None,
+              final_episodes: int | None = None, shard: tuple[int, int] = (0, 1),
+              report: bool = True) -> list[dict[str, Any]]:
+    """Runs this shard's unfinished cells in order; returns every cell record.
+
+    A cell whose pretraining diverged leaves its unit's arms recorded as
+    ``skipped``. The report is remade after every cell.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    final_episodes = final_episodes or FINAL_EPISODES[scale]
+    configs = {task: task_config(task, scale, overrides or {}, datasets or {}) for task in tasks}
+    _write_sweep_file(root, tasks, seeds, arms, scale, overrides or {}, datasets or {})
+    cells = plan(root, tasks, seeds, arms, shard)
+    records = []
+    for number, cell in enumerate(cells, 1):
+        record = read_cell(cell.workdir)
+        if record is not None:
+            logger.info("[%d/%d] %s: %s, skipped.", number, len(cells), cell.label, record["status"])
+        else:
+            pretrain = read_cell(cell.workdir.parent / PRETRAIN)
+            if cell.arm != PRETRAIN and pretrain and pretrain["status"] != "done":
+                record = {"task": cell.task, "seed": cell.seed, "arm": cell.arm,
+                          "status": "skipped", "message": "pretraining diverged"}
+                cell.workdir.mkdir(parents=True, exist_ok=True)
+                _write_cell(cell.workdir, record)
+            else:
+                logger.info("[%d/%d] %s: running in %s", number, len(cells), cell.label,
+                            cell.workdir)
+                record = run_cell(cell, configs[cell.task], final_episodes)
+                logger.info("[%d/%d] %s: %s%s", number, len(cells), cell.label, record["status"],
+                            f", final score {record['final_score']:.1f} over "
+                            f"{record['final_episodes']} episodes"
+                            if record["status"] == "done" and record.get("final_score") is not None
+                            else "")
+            if report:
+                repro_report.write_report(root)
+        records.append(record)
+    if report:
+        repro_report.write_report(root)
+    return records
+
+
+def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets) -> None:
+    """What the sweep is, for the report (merged over shards and sessions)."""
+    path = root / repro_report.SWEEP_FILE
+    sweep = json.loads(path.read_text()) if path.is_file() else {}
+    if sweep and (sweep.get("scale") != scale or sweep.get("overrides") != overrides
+                  or sweep.get("datasets", {}) != datasets):
+        raise UsageError(
+            f"{root} holds a sweep with scale={sweep.get('scale')!r}, overrides "
+            f"{sweep.get('overrides')} and datasets {sweep.get('datasets', {})}; this command "
+            f"asks for scale={scale!r}, overrides {overrides} and datasets {datasets}. Use "
+            f"another --workdir for a different sweep.")
+    merged = lambda key, new: list(dict.fromkeys([*sweep.get(key, []), *new]))  # noqa: E731
+    sweep = {"scale": scale, "overrides": overrides, "datasets": datasets,
+             "tasks": merged("tasks", tasks), "seeds": merged("seeds", seeds),
+             "arms": merged("arms", arms)}
+    path.write_text(json.dumps(sweep, indent=2))
+
+
+# --------------------------------------------------------------------- CLI
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard={text!r}: expected I/N, e.g. --shard=0/2.") from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"--shard={text!r}: need 0 <= I < N.")
+    return index, count
+
+
+def _parse_datasets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        task, sep, spec = item.partition("=")
+        if not sep or task not in PAPER_MB2PO_TABLE:
+            raise UsageError(f"--dataset={item!r}: expected TASK=DATASET with TASK one of "
+                             f"{sorted(PAPER_MB2PO_TABLE)}, e.g. "
+                             f"--dataset=hopper-mixed=hdf5:/data/hopper_medium_replay-v2.hdf5.")
+        out[task] = spec
+    return out
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    f = flags.FLAGS
+    setup_logging()
+    root = Path(f.workdir).expanduser()
+    try:
+        if f.report_only:
+            out = repro_report.write_report(root)
+            print(f"report: {out}")
+            return
+        unknown = [task for task in f.tasks if task not in PAPER_MB2PO_TABLE]
+        if unknown:
+            raise UsageError(f"--tasks: unknown {unknown}; valid: {sorted(PAPER_MB2PO_TABLE)}.")
+        bad_arms = [arm for arm in f.arms if arm not in ARMS]
+        if bad_arms or not f.arms:
+            raise UsageError(f"--arms: unknown {bad_arms}; valid: {list(ARMS)}.")
+        seeds = [int(seed) for seed in f.seeds]
+        overrides = parse_overrides(f.set or [], paper_config(f.tasks[0]))
+        records = run_sweep(root, list(f.tasks), seeds, list(f.arms), f.scale,
+                            overrides=overrides, datasets=_parse_datasets(f.dataset or []),
+                            final_episodes=f.final_episodes, shard=_parse_shard(f.shard))
+    except InterruptedRun as interrupted:
+        print(interrupted, file=sys.stderr)
+        sys.exit(130)
+    except ValueError as error:  # UsageError, DatasetError and config errors
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except (RunMismatchError, DatasetNotFoundError, DatasetError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    counts = {}
+    for record in records:
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    print(f"sweep: {counts}; report: {root / repro_report.TABLE_FILE}")
+
+
+def cli() -> None:
+    flags.DEFINE_list("tasks", list(DEFAULT_TASKS), "Paper task names.")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds (evaluation seeds are fixed).")
+    flags.DEFINE_list("arms", list(ARMS), f"Arms after pretraining: {list(ARMS)}.")
+    flags.DEFINE_enum("scale", "cpu", list(SCALES), "paper, cpu (about an hour a cell on 2 "
+                      "cores) or smoke (seconds; records tiny data when a task's is missing).")
+    flags.DEFINE_string("workdir", "runs/repro", "Sweep directory (cells, results, report).")
+    flags.DEFINE_multi_string("set", None, "FIELD=VALUE config override for every cell, "
+                              "e.g. --set=dynamics.early_stopping=True (repeatable).")
+    flags.DEFINE_multi_string("dataset", None, "TASK=DATASET: any dataset the run accepts "
+                              "(hdf5:<path>, minari:<id>) for that task (repeatable).")
+    flags.DEFINE_integer("final_episodes", None, "Episodes of each cell's final evaluation "
+                         "(default 50; 2 at smoke scale).")
+    flags.DEFINE_string("shard", "0/1", "I/N: run every N-th (task, seed) unit from the I-th.")
+    flags.DEFINE_bool("report_only", False, "Only (re)write results.csv, table.md and the "
+                      "PNGs from the finished cells.")
+    app.run(main)
+
+
+if __name__ == "__main__":
+    cli()
