@@ -262,12 +262,12 @@ def _write_cell(cell_dir: Path, record: dict[str, Any]) -> None:
 
 
 def git_commit() -> str:
-    """The code's commit, '+dirty' when tracked files differ from it."""
+    """The code's commit, '+dirty' when the library or the launchers differ from it."""
     repo = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo,
                                 capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=repo).returncode
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "mb2po_jax", "experiments"], cwd=repo).returncode
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
