@@ -75,7 +75,7 @@ def evaluate_checkpoint(
         agent = build_agent(config, obs_dim, act_dim)
         state, _ = checkpointer.restore(
             _abstract_policy_state(phase, config, agent, obs_dim, act_dim), step)
-    policy_params = state.policy_params if phase == AWAC else state.agent.policy_params
+    agent_state = state if phase == AWAC else state.agent
     if num_episodes is not None:
         config.eval.num_episodes = num_episodes
     if seed is not None:
@@ -83,9 +83,11 @@ def evaluate_checkpoint(
     refs = None
     if dataset.get("ref_min_score") is not None and dataset.get("ref_max_score") is not None:
         refs = (dataset["ref_min_score"], dataset["ref_max_score"])
-    result = evaluate_policy(jax.jit(agent.act), policy_params, meta["env_id"], config.eval, refs)
+    result = evaluate_policy(jax.jit(agent.act), agent_state.policy_params, meta["env_id"],
+                             config.eval, refs)
+    # ``updates``: gradient updates the policy has had (pretraining included).
     return {"workdir": str(workdir), "phase": phase, "step": step, "dataset": config.dataset,
-            **result}
+            "updates": int(agent_state.step), **result}
 
 
 def main(argv: list[str]) -> None:

@@ -155,7 +155,7 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
         result = dynamics.elite_summary(jax.device_get(validate(state, holdout)))
         result["elites"] = [int(i) for i in np.asarray(state.elites)]
         if cfg.early_stopping:
-            result["stopped_early"] = bool(int(state.step) < cfg.num_steps)
+            result["stopped_early"] = bool(int(state.stale_checks) >= cfg.patience)
         return result
 
     def finalize(state: dynamics.DynamicsState) -> dynamics.DynamicsState:

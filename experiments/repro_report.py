@@ -54,7 +54,7 @@ PAPER_TABLE_1 = {
 COLUMNS = (
     "task", "seed", "arm", "status", "final_score", "final_score_std", "final_episodes",
     "best_periodic_score", "best_periodic_updates", "periodic_episodes", "pretrain_updates",
-    "finetune_updates", "batch_size", "wall_seconds", "dataset", "dataset_fingerprint",
+    "finetune_updates", "total_updates", "batch_size", "wall_seconds", "dataset", "dataset_fingerprint",
     "num_transitions", "commit", "message",
 )
 
@@ -229,13 +229,18 @@ def plot_task(records: list[dict[str, Any]], task: str, out: Path) -> Path | Non
         line, = ax.plot(xs, mean, marker="o", markersize=3,
                         label=f"{LABELS.get(arm, arm)} (n={max(n)})")
         ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
+        finals = list(_done(records, task, arm).values())
+        if finals:  # the final evaluation (more episodes), mean ± std over seeds
+            ax.errorbar([xs[-1]], [np.mean(finals)], yerr=[np.std(finals)], fmt="D",
+                        color=line.get_color(), markersize=6, capsize=4)
         if arm == PRETRAIN:
             last = xs[-1]
             pretrain_end = (last, [c[last] for c in curves if last in c])
             ax.axvline(last, color="grey", linestyle=":", linewidth=1)
     ax.set_xlabel("gradient updates")
     ax.set_ylabel("normalised score (periodic evaluations)")
-    ax.set_title(f"{task}: mean over seeds, band = min..max")
+    ax.set_title(f"{task}: mean over seeds, band = min..max; ◆ final evaluation ± std",
+                 fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()

@@ -320,6 +320,7 @@ def run_cell(cell: Cell, config: ml_collections.ConfigDict, final_episodes: int)
         final_score_std=final["normalized_score_std"],
         final_return=final["return_mean"],
         final_episodes=final["num_episodes"],
+        total_updates=final["updates"],
         final_returns=final["returns"],
         periodic_episodes=run_config.eval.num_episodes,
         wall_seconds=results["wall_seconds"],

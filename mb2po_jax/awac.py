@@ -161,6 +161,8 @@ def critic_target(
     Returns:
         [B, N] target quantiles in h-space.
     """
+    if selection not in TARGET_SELECTIONS:
+        raise ValueError(f"selection={selection!r}: valid choices are {list(TARGET_SELECTIONS)}.")
     selector = online_next if selection == "online_min" else target_next
     selected = jnp.argmin(q_values(selector, eps), axis=0)  # [B]
     z_next = jnp.take_along_axis(target_next, selected[None, :, None], axis=0)[0]

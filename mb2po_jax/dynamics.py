@@ -31,8 +31,9 @@ Choices where the paper is silent (documented here on purpose):
   (the default). ``early_stopping=True`` is MOPO's rule instead: after every
   chunk each member's held-out MSE is compared with its best so far; a member
   whose MSE improved by more than 1 % keeps a snapshot of its parameters, and
-  training stops once ``patience`` consecutive checks improved no member. The
-  snapshots are the final model.
+  training stops once ``patience`` consecutive checks improved no member
+  (MOPO stops when more than 5 epochs did, i.e. after 6). The snapshots are
+  the final model.
 
 The members are one ``flax`` module whose parameters carry a leading member
 axis; ``jax.vmap`` over that axis evaluates them together (one batched matmul
@@ -164,7 +165,7 @@ class DynamicsState:
         elites: [num_elites] int32 member indices used in rollouts.
         step: int32 number of updates applied.
         best_params: per-member snapshots at their best held-out MSE
-            (early stopping; equal to ``params`` until the first check).
+            (early stopping; the initial parameters until the first check).
         best_val_mse: [N] the held-out MSE of each snapshot (inf before).
         stale_checks: int32 consecutive checks that improved no member.
     """
@@ -323,8 +324,14 @@ def make_dynamics(obs_dim: int, act_dim: int, config: DynamicsConfig = DynamicsC
         )
 
     def use_best(state: DynamicsState) -> DynamicsState:
-        """The snapshots become the model (after the last check)."""
-        return state.replace(params=state.best_params)
+        """The snapshots become the model (after the last check). A member
+        never checked (no finite best) keeps its current parameters, so a
+        state trained without checks (e.g. restored from another run) is not
+        replaced by its initialisation."""
+        checked = jnp.isfinite(state.best_val_mse)
+        pick = lambda best, now: jnp.where(  # noqa: E731
+            checked.reshape((-1,) + (1,) * (best.ndim - 1)), best, now)
+        return state.replace(params=jax.tree.map(pick, state.best_params, state.params))
 
     return Dynamics(cfg, network, init, update, predict, validate, select_elites, track_best,
                     use_best)

@@ -577,7 +577,11 @@ def test_train_steps_match_python_loop():
     for name in METRIC_KEYS:
         chex.assert_shape(metrics[name], ())
         per_step = np.array([float(m[name]) for m in loop_metrics])
-        np.testing.assert_allclose(metrics[name], np.mean(per_step), rtol=1e-5, atol=1e-6, err_msg=name)
+        # Peaks stay peaks over a chunk (the divergence guard reads them).
+        expected = np.max(per_step) if name.endswith("_max") else np.mean(per_step)
+        np.testing.assert_allclose(metrics[name], expected, rtol=1e-5, atol=1e-6, err_msg=name)
+    per_step = np.array([float(m["q_data_max"]) for m in loop_metrics])
+    assert per_step.max() - per_step.mean() > 1e-4  # the max differs from the mean here
     # A chunk mean, not the last step's value.
     per_step = np.array([float(m["critic_loss"]) for m in loop_metrics])
     assert abs(per_step[-1] - per_step.mean()) > 1e-4
@@ -585,3 +589,178 @@ def test_train_steps_match_python_loop():
     # Different key, different batches and result.
     other, _ = train_steps(state0, dataset, jax.random.PRNGKey(33))
     assert not _trees_equal(other.critic_params, state.critic_params)
+
+
+# --------------------------------------------------------------------------
+# target_selection, log_std_max and q (named deviations and instruments)
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("members", [2, 3])
+def test_critic_target_target_min_matches_numpy_reference(members):
+    """``selection="target_min"``: per sample, the member whose TARGET mean
+    return is lowest is bootstrapped (TD3); the default stays online_min."""
+    batch, n, discount = 64, 16, 0.97
+    rng = np.random.default_rng(100 + members)
+    online = jnp.asarray(3.0 * rng.normal(size=(members, batch, n)), jnp.float32)
+    target = jnp.asarray(3.0 * rng.normal(size=(members, batch, n)), jnp.float32)
+    rewards = jnp.asarray(2.0 * rng.normal(size=batch), jnp.float32)
+    terminals = jnp.asarray(rng.uniform(size=batch) < 0.3, jnp.float32)
+
+    out = critic_target(online, target, rewards, terminals, discount, EPS, selection="target_min")
+    chex.assert_shape(out, (batch, n))
+    chex.assert_type(out, jnp.float32)
+    expected = _critic_target_ref(online, target, rewards, terminals, discount, select_with="target")
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+    # The default is online_min, bit for bit the explicit one.
+    default = critic_target(online, target, rewards, terminals, discount, EPS)
+    online_min = critic_target(online, target, rewards, terminals, discount, EPS, selection="online_min")
+    np.testing.assert_array_equal(default, online_min)
+    np.testing.assert_allclose(
+        online_min, _critic_target_ref(online, target, rewards, terminals, discount), rtol=1e-5, atol=1e-5)
+
+    # Where the online and target critics disagree on the lower member (and
+    # the sample bootstraps) the two selections differ resolvably; elsewhere
+    # they agree.
+    term = np.asarray(terminals, bool)
+    q_online = np.mean(_h_inv_np(online), -1).argmin(0)
+    q_target = np.mean(_h_inv_np(target), -1).argmin(0)
+    disagree = (q_online != q_target) & ~term
+    assert disagree.sum() >= 5
+    gap = np.max(np.abs(np.asarray(out) - np.asarray(online_min)), axis=-1)
+    assert np.all(gap[disagree] > 1e-2)
+    np.testing.assert_array_equal(np.asarray(out)[~disagree], np.asarray(online_min)[~disagree])
+    # The selected member's target mean return is the minimum over members.
+    chosen_return = np.mean(_h_inv_np(out[~term]), axis=-1)
+    lowest = np.min(np.mean(_h_inv_np(target), -1), axis=0)[~term]
+    np.testing.assert_allclose(
+        chosen_return, np.asarray(rewards)[~term] + discount * lowest, rtol=1e-4, atol=1e-4)
+
+
+def test_critic_target_target_min_hand_built():
+    """The hand-built samples of the online_min test, selected by the target
+    critics: sample 0 -> member 1, sample 1 -> member 0, sample 2 -> member 1
+    (target member 1 = [-1, 0, 1, 2] is lower than [1, 2, 3, 4])."""
+    online = jnp.array(
+        [
+            [[-1.0, 0.0, 0.5, 1.0], [2.0, 2.5, 3.0, 3.5], [0.0, 0.0, 0.0, 10.0]],
+            [[1.0, 1.5, 2.0, 2.5], [-2.0, -1.0, 0.0, 1.0], [3.0, 3.0, 3.0, 3.0]],
+        ]
+    )
+    target = jnp.array(
+        [
+            [[4.0, 5.0, 6.0, 7.0], [-3.0, -2.0, -1.0, 0.0], [1.0, 2.0, 3.0, 4.0]],
+            [[-4.0, -3.0, -2.0, -1.0], [5.0, 6.0, 7.0, 8.0], [-1.0, 0.0, 1.0, 2.0]],
+        ]
+    )
+    rewards = jnp.array([1.0, -0.5, 2.0])
+    terminals = jnp.array([0.0, 0.0, 0.0])
+    discount = 0.9
+    out = critic_target(online, target, rewards, terminals, discount, EPS, selection="target_min")
+    online_out = critic_target(online, target, rewards, terminals, discount, EPS, selection="online_min")
+    chex.assert_equal_shape([out, online_out])
+    for b, (m, m_online) in enumerate(zip([1, 0, 1], [0, 1, 1])):
+        expected = _h_np(float(rewards[b]) + discount * _h_inv_np(target[m, b]))
+        np.testing.assert_allclose(out[b], expected, rtol=1e-5, atol=1e-6)
+        expected_online = _h_np(float(rewards[b]) + discount * _h_inv_np(target[m_online, b]))
+        np.testing.assert_allclose(online_out[b], expected_online, rtol=1e-5, atol=1e-6)
+    # Samples 0 and 1: the selections differ; sample 2: both pick member 1.
+    assert np.max(np.abs(np.asarray(out[:2]) - np.asarray(online_out[:2]))) > 1.0
+    np.testing.assert_array_equal(out[2], online_out[2])
+    # A terminal still cuts the bootstrap.
+    out_term = critic_target(online, target, rewards, jnp.array([1.0, 0.0, 0.0]), discount, EPS,
+                             selection="target_min")
+    np.testing.assert_allclose(out_term[0], np.full(4, _h_np(1.0)), rtol=1e-6)
+
+
+def _reverse_members(params):
+    """The critic ensemble with its members' order reversed (leading axis)."""
+    return jax.tree.map(lambda x: x[::-1], params)
+
+
+@pytest.mark.parametrize("selection", ["online_min", "target_min"])
+def test_update_bootstraps_with_the_configured_selection(selection):
+    """AWACConfig.target_selection reaches the update: its critic loss and
+    target return match the numpy reference with that selection, and not the
+    other one. The target critics are the online ones with the members swapped,
+    so the two selections pick opposite members wherever the members differ."""
+    # The default agent (compiled once for the file) is online_min.
+    agent, update = _agent() if selection == "online_min" else _agent(target_selection=selection)
+    assert agent.config.target_selection == selection
+    cfg = agent.config
+    state = agent.init(jax.random.PRNGKey(40))
+    state = state.replace(critic_target_params=_reverse_members(state.critic_params))
+    batch = _transitions(41, BATCH)
+    key = jax.random.PRNGKey(42)
+    critic_key, _ = jax.random.split(key)
+    _, metrics = update(state, batch, key)
+
+    next_actions = _sample(_apply(agent.policy, state.policy_params, batch.next_observations), critic_key, None)
+    online_next = _apply(agent.critic, state.critic_params, batch.next_observations, next_actions)
+    target_next = _apply(agent.critic, state.critic_target_params, batch.next_observations, next_actions)
+    pred = _apply(agent.critic, state.critic_params, batch.observations, batch.actions)
+
+    def loss_and_return(select_with):
+        target = _critic_target_ref(online_next, target_next, batch.rewards, batch.terminals,
+                                    cfg.discount, select_with=select_with)
+        per_row = np.stack([_quantile_huber_ref(pred[m], target) for m in range(cfg.num_critics)])
+        return np.sum(np.mean(per_row, axis=1)), np.mean(_h_inv_np(target))
+
+    mine, other = ("online", "target") if selection == "online_min" else ("target", "online")
+    loss, target_return = loss_and_return(mine)
+    np.testing.assert_allclose(metrics["critic_loss"], loss, rtol=1e-5)
+    np.testing.assert_allclose(metrics["target_return_mean"], target_return, rtol=1e-5, atol=1e-6)
+    other_loss, other_return = loss_and_return(other)
+    assert abs(other_return - target_return) > 1e-3 and abs(other_loss - loss) > 1e-3 * loss
+
+
+def test_awac_config_validates_target_selection_and_reads_new_fields():
+    with pytest.raises(ValueError, match=r"awac\.target_selection='bad'.*online_min.*target_min"):
+        AWACConfig(target_selection="bad")
+    with pytest.raises(ValueError, match=r"awac\.target_selection"):
+        AWACConfig.from_dict({"target_selection": "min"})
+    assert AWACConfig().target_selection == "online_min" and AWACConfig().log_std_max == 2.0
+    config = AWACConfig.from_dict({"target_selection": "target_min", "log_std_max": 0.0, "num_steps": 5})
+    assert (config.target_selection, config.log_std_max) == ("target_min", 0.0)
+
+
+def test_log_std_max_reaches_the_policy():
+    """The config's bound is the policy network's; with log_std_max = 0 every
+    component std is <= 1 where the default bound (2) lets them reach e^2."""
+    wide, _ = _agent()
+    narrow, _ = _agent(log_std_max=0.0)
+    assert wide.policy.log_std_max == 2.0 and narrow.policy.log_std_max == 0.0
+    state = wide.init(jax.random.PRNGKey(50))
+    # Large raw outputs: log-stds far beyond both bounds, on both sides.
+    params = jax.tree.map(lambda x: 4.0 * x, state.policy_params)
+    obs = jnp.asarray(3.0 * np.random.default_rng(51).normal(size=(BATCH, OBS_DIM)), jnp.float32)
+    stds_wide = np.asarray(_apply(wide.policy, params, obs).stds)
+    stds_narrow = np.asarray(_apply(narrow.policy, params, obs).stds)
+    chex.assert_shape([stds_wide, stds_narrow], (BATCH, TINY["num_components"], ACT_DIM))
+    assert np.all(stds_narrow <= 1.0) and np.any(stds_narrow == 1.0)
+    assert np.max(stds_wide) == pytest.approx(np.exp(2.0), rel=1e-6)
+    # Below both bounds the two policies agree; the bound alone differs.
+    below = stds_wide < 1.0
+    assert below.any() and (~below).any()
+    np.testing.assert_array_equal(stds_narrow[below], stds_wide[below])
+    np.testing.assert_array_equal(stds_narrow[~below], 1.0)
+
+
+def test_q_is_min_over_members_of_mean_return():
+    agent, _ = _agent()
+    state = agent.init(jax.random.PRNGKey(60))
+    batch = _transitions(61, BATCH)
+    q = jax.jit(agent.q)(state.critic_params, batch.observations, batch.actions)
+    chex.assert_shape(q, (BATCH,))
+    chex.assert_type(q, jnp.float32)
+    quantiles = _apply(agent.critic, state.critic_params, batch.observations, batch.actions)
+    chex.assert_shape(quantiles, (agent.config.num_critics, BATCH, agent.config.num_quantiles))
+    np.testing.assert_allclose(q, jnp.min(q_values(quantiles, EPS), axis=0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(q, _q_min_ref(quantiles), rtol=1e-5, atol=1e-5)
+    # Both members are the minimum somewhere (so a single member would fail),
+    # and q is the critic's, not the target's.
+    picks = np.argmin(np.asarray(q_values(quantiles, EPS)), axis=0)
+    assert 0 < picks.mean() < 1
+    shifted = jax.tree.map(lambda x: x + 0.1, state.critic_params)
+    assert np.max(np.abs(np.asarray(agent.q(shifted, batch.observations, batch.actions)) - np.asarray(q))) > 1e-3

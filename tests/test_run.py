@@ -345,3 +345,81 @@ def test_init_from_a_run_on_other_data_is_refused(full_run: Path, tmp_path: Path
     config.make_dataset.seed = 7
     with pytest.raises(RunMismatchError, match="init.awac_workdir=.*different dataset"):
         run(config, tmp_path)
+
+
+def _csv(path: Path) -> tuple[list[str], list[dict[str, float]]]:
+    """(header, rows as floats) of a metrics CSV."""
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    return header, [dict(zip(header, map(float, line.split(",")))) for line in lines[1:]]
+
+
+def test_train_metrics_carry_validation_and_fine_tuning_diagnostics(full_run: Path) -> None:
+    results = json.loads((full_run / "results.json").read_text())
+    # Dynamics: held-out error after every chunk. Without early stopping the
+    # final model is the last chunk's, so the last row is the final evaluation.
+    header, rows = _csv(full_run / "dynamics" / "metrics_train.csv")
+    assert {"val_mse_mean", "val_nll_mean"} <= set(header)
+    assert [row["step"] for row in rows] == [5.0, 10.0]
+    dyn = results["phases"]["dynamics"]
+    assert "stopped_early" not in dyn  # only reported with early stopping
+    np.testing.assert_allclose(rows[-1]["val_mse_mean"], dyn["val_mse_mean"], rtol=1e-5)
+    np.testing.assert_allclose(rows[-1]["val_nll_mean"], dyn["val_nll_mean"], rtol=1e-5)
+    assert rows[0]["val_mse_mean"] != rows[1]["val_mse_mean"]  # measured per chunk
+    # MB2PO: Q on real vs model rows and the policy's distance from the
+    # pretrained one, every iteration.
+    header, rows = _csv(full_run / "mb2po" / "metrics_train.csv")
+    assert {"q_real_mean", "q_model_mean", "policy_shift"} <= set(header)
+    assert [row["step"] for row in rows] == [1.0, 2.0, 3.0, 4.0]
+    for row in rows:
+        assert all(np.isfinite(row[k]) for k in ("q_real_mean", "q_model_mean", "policy_shift"))
+        assert row["policy_shift"] > 0.0  # the policy moved from the pretrained one
+        assert row["q_real_mean"] != row["q_model_mean"]
+    # Each iteration's own numbers, not a constant.
+    assert len({row["q_real_mean"] for row in rows}) == 4
+
+
+def test_dynamics_early_stopping_ends_the_phase_and_resumes_as_finished(
+        full_run: Path, tmp_path: Path) -> None:
+    """patience = 1 and a 20 % threshold: 5-step chunks improve the held-out
+    MSE by a few % (every member improves at the first check, over inf), so
+    the second check is stale and the phase stops at step 10 of 1000. The
+    final model is the snapshot of the first check."""
+    config = tiny_config(fine_tune=True)
+    config.init.awac_workdir = str(full_run)  # AWAC is not what is tested here
+    config.dynamics.num_steps = 1000
+    config.dynamics.early_stopping = True
+    config.dynamics.patience = 1
+    config.dynamics.improvement_threshold = 0.2
+    config.mb2po.num_iterations = 1
+    results = run(config, tmp_path)
+    dyn = results["phases"]["dynamics"]
+    assert dyn["steps"] == 10 and dyn["stopped_early"] is True
+    header, rows = _csv(tmp_path / "dynamics" / "metrics_train.csv")
+    assert {"val_mse_mean", "val_nll_mean"} <= set(header)
+    assert [row["step"] for row in rows] == [5.0, 10.0]
+    # The second chunk still improved the live model, by less than 20 %: the
+    # final model is the step-5 snapshot, not the last chunk's parameters.
+    first, last = rows[0]["val_mse_mean"], rows[1]["val_mse_mean"]
+    assert 0.8 * first < last < first
+    np.testing.assert_allclose(dyn["val_mse_mean"], first, rtol=1e-5)
+    assert results["phases"]["mb2po"]["steps"] == 1
+
+    data = common.prepare_dataset(config)
+    phase = phases.dynamics_phase(config, data, data.transitions)
+    with Checkpointer(tmp_path / "checkpoints" / "dynamics") as checkpointer:
+        assert checkpointer.all_steps() == [10]
+        state, _ = checkpointer.restore(phase.abstract())
+    assert int(state.step) == 10 and int(state.stale_checks) == 1
+    _assert_trees_equal(state.params, state.best_params)  # use_best was applied
+    for i in range(config.dynamics.num_members):
+        np.testing.assert_allclose(dyn[f"val_mse_{i}"], float(state.best_val_mse[i]), rtol=1e-5)
+
+    # The same command again: the stopped phase is finished, nothing trains.
+    train_csv = (tmp_path / "dynamics" / "metrics_train.csv").read_text()
+    again = run(config, tmp_path)
+    assert json.loads(json.dumps(again)) == json.loads((tmp_path / "results.json").read_text())
+    assert again["phases"] == json.loads(json.dumps(results["phases"]))
+    assert (tmp_path / "dynamics" / "metrics_train.csv").read_text() == train_csv
+    with Checkpointer(tmp_path / "checkpoints" / "dynamics") as checkpointer:
+        assert checkpointer.all_steps() == [10]

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The reproduction grid on one lent GPU: N harness shards side by side, each a
+# process with a slice of the GPU's memory, so the small-batch (latency-bound)
+# CPU-scale cells overlap on the device; MuJoCo evaluation runs on the host's
+# cores. Resumable like any sweep: run it again to continue.
+#
+#   bash benchmarks/repro_gpu.sh WORKDIR SHARDS [harness flags...]
+#   e.g. bash benchmarks/repro_gpu.sh runs/repro-gpu 6 --tasks=hopper-mixed --seeds=0,1,2 --scale=cpu
+#
+# Datasets: the harness reads the Minari store in $MINARI_DATASETS_PATH
+# (default: runs/minari, so a copy of the local store carried with the
+# working tree is found). Prints one JSON line per finished shard and the
+# report path; per-shard logs in WORKDIR/shard<I>.log.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+workdir=${1:?usage: repro_gpu.sh WORKDIR SHARDS [harness flags]}
+shards=${2:?usage: repro_gpu.sh WORKDIR SHARDS [harness flags]}
+shift 2
+export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/runs/minari}
+# Each process takes only what it uses (no 75 % preallocation per process).
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+mkdir -p "$workdir"
+python -c "import jax, json; print(json.dumps({'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()]}))"
+start=$(date +%s)
+pids=()
+for ((i = 0; i < shards; i++)); do
+    python -m experiments.reproduce --workdir="$workdir" --shard="$i/$shards" \
+        --set=train.progress_bar=False "$@" > "$workdir/shard$i.log" 2>&1 &
+    pids+=($!)
+done
+status=0
+for i in "${!pids[@]}"; do
+    wait "${pids[$i]}"; rc=$?
+    [ "$rc" -ne 0 ] && status=$rc
+    echo "{\"shard\": $i, \"rc\": $rc, \"elapsed_s\": $(( $(date +%s) - start ))}"
+    tail -n 2 "$workdir/shard$i.log"
+done
+python -m experiments.reproduce --workdir="$workdir" --report_only
+exit $status

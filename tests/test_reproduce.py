@@ -1,0 +1,238 @@
+"""The reproduction harness at smoke scale: outputs, the fair control, resume,
+divergence, and the report's statistics.
+
+One real sweep (1 task, 2 seeds, both arms: 6 cells on a tiny recorded
+dataset) is made once per module and shared; the sweep logic around it
+(skipping, interruption, divergence) is tested with stand-ins for the
+training so it costs no compute.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import repro_report, reproduce
+from experiments.common import UsageError
+from experiments.configs.base import paper_config
+from experiments.phase_runner import InterruptedRun, TrainingDivergedError
+
+TASK = "hopper-mixed"
+SEEDS = [0, 1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def minari_store(tmp_path_factory: pytest.TempPathFactory):
+    store = tmp_path_factory.mktemp("minari_store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MINARI_DATASETS_PATH", str(store))
+        patch.setenv("D4RL_DATASET_DIR", str(store / "no-d4rl"))
+        yield store
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sweep")
+    records = reproduce.run_sweep(root, [TASK], SEEDS, ["awac", "mb2po"], "smoke")
+    assert [r["status"] for r in records] == ["done"] * 6
+    return root
+
+
+def _rows(root: Path) -> list[dict[str, str]]:
+    with (root / repro_report.RESULTS_FILE).open() as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_sweep_writes_csv_table_and_png(sweep: Path):
+    rows = _rows(sweep)
+    assert [(r["seed"], r["arm"]) for r in rows] == [
+        ("0", "pretrain"), ("0", "awac"), ("0", "mb2po"),
+        ("1", "pretrain"), ("1", "awac"), ("1", "mb2po")]
+    for row in rows:
+        assert row["status"] == "done"
+        assert row["final_episodes"] == "2"
+        assert math.isfinite(float(row["final_score"]))
+        assert math.isfinite(float(row["best_periodic_score"]))
+        assert len(row["dataset_fingerprint"]) == 64
+        assert row["commit"]
+    table = (sweep / repro_report.TABLE_FILE).read_text()
+    assert "| hopper-mixed | AWAC+MB2PO | 2 |" in table
+    lift_row = next(line for line in table.splitlines()
+                    if line.startswith("| hopper-mixed | 2 |"))
+    assert "[" in lift_row and "n/a" not in lift_row.split("|")[4]  # an interval, 2 seeds
+    assert "AWAC+MB2PO 72.6" in table  # the paper's Table 1 beside
+    png = (sweep / f"{TASK}.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+
+
+def test_final_and_best_are_named_apart_and_consistent(sweep: Path):
+    for row in _rows(sweep):
+        cell = json.loads((sweep / TASK / f"seed{row['seed']}" / row["arm"]
+                           / reproduce.CELL_FILE).read_text())
+        assert len(cell["final_returns"]) == cell["final_episodes"]
+        # The best periodic evaluation is the maximum of the logged curve.
+        curve = repro_report.eval_curve(sweep / TASK / f"seed{row['seed']}" / row["arm"], cell)
+        assert float(row["best_periodic_score"]) == pytest.approx(max(s for _, s in curve), abs=1e-3)
+
+
+def test_control_gets_exactly_as_many_updates_as_mb2po(sweep: Path):
+    config = reproduce.task_config(TASK, "smoke", {}, {})
+    pretrain, extra = config.awac.num_steps, reproduce.finetune_updates(config)
+    assert extra == config.mb2po.num_iterations * config.mb2po.updates_per_iteration > 0
+    for seed in SEEDS:
+        rows = {r["arm"]: r for r in _rows(sweep) if r["seed"] == str(seed)}
+        # The agents' own update counters, read back from the final checkpoints.
+        assert rows["pretrain"]["total_updates"] == str(pretrain)
+        assert rows["awac"]["total_updates"] == rows["mb2po"]["total_updates"] == str(pretrain + extra)
+        assert rows["awac"]["finetune_updates"] == rows["mb2po"]["finetune_updates"] == str(extra)
+        assert rows["awac"]["batch_size"] == rows["mb2po"]["batch_size"]
+
+
+def test_rerun_skips_finished_cells_and_resumes_a_killed_one(sweep: Path, monkeypatch):
+    cell_dir = sweep / TASK / "seed1" / "mb2po"
+    before = json.loads((cell_dir / reproduce.CELL_FILE).read_text())
+    # As if killed after its last checkpoint but before its record was written.
+    (cell_dir / reproduce.CELL_FILE).unlink()
+    ran = []
+    real_run_cell = reproduce.run_cell
+    monkeypatch.setattr(reproduce, "run_cell",
+                        lambda cell, *args: ran.append(cell.label) or real_run_cell(cell, *args))
+    reproduce.run_sweep(sweep, [TASK], SEEDS, ["awac", "mb2po"], "smoke")
+    assert ran == [f"{TASK} seed 1 mb2po"]
+    after = json.loads((cell_dir / reproduce.CELL_FILE).read_text())
+    assert after["final_returns"] == before["final_returns"]  # resumed, not retrained
+
+
+def _fake_cell(cell, config, final_episodes):
+    cell.workdir.mkdir(parents=True, exist_ok=True)
+    record = {"task": cell.task, "seed": cell.seed, "arm": cell.arm, "status": "done",
+              "final_score": 1.0 + cell.seed, "final_episodes": final_episodes}
+    reproduce._write_cell(cell.workdir, record)
+    return record
+
+
+def test_interrupted_sweep_continues_where_it_stopped(tmp_path: Path, monkeypatch):
+    calls = []
+
+    def interrupt_third(cell, config, final_episodes):
+        calls.append(cell.label)
+        if len(calls) == 3:
+            raise InterruptedRun("mb2po", 2)
+        return _fake_cell(cell, config, final_episodes)
+
+    monkeypatch.setattr(reproduce, "run_cell", interrupt_third)
+    with pytest.raises(InterruptedRun):
+        reproduce.run_sweep(tmp_path, [TASK], [3, 4], ["awac", "mb2po"], "smoke", report=False)
+    assert calls == [f"{TASK} seed 3 pretrain", f"{TASK} seed 3 awac", f"{TASK} seed 3 mb2po"]
+    calls.clear()
+    monkeypatch.setattr(reproduce, "run_cell",
+                        lambda cell, *a: calls.append(cell.label) or _fake_cell(cell, *a))
+    records = reproduce.run_sweep(tmp_path, [TASK], [3, 4], ["awac", "mb2po"], "smoke",
+                                  report=False)
+    assert calls == [f"{TASK} seed 3 mb2po", f"{TASK} seed 4 pretrain", f"{TASK} seed 4 awac",
+                     f"{TASK} seed 4 mb2po"]
+    assert [r["status"] for r in records] == ["done"] * 6
+
+
+def test_diverged_pretraining_is_recorded_and_the_sweep_goes_on(tmp_path: Path, monkeypatch):
+    def diverge(config, workdir):
+        raise TrainingDivergedError(f"Phase 'awac' diverged at step 10 (seed {config.seed})")
+
+    monkeypatch.setattr(reproduce, "run_experiment", diverge)
+    records = reproduce.run_sweep(tmp_path, [TASK], [7, 8], ["awac", "mb2po"], "smoke")
+    assert [(r["seed"], r["arm"], r["status"]) for r in records] == [
+        (7, "pretrain", "diverged"), (7, "awac", "skipped"), (7, "mb2po", "skipped"),
+        (8, "pretrain", "diverged"), (8, "awac", "skipped"), (8, "mb2po", "skipped")]
+    assert "seed 7" in records[0]["message"]
+    table = (tmp_path / repro_report.TABLE_FILE).read_text()
+    assert "seed 7 diverged, seed 8 diverged" in table
+    # Finished (diverged) cells are not run again.
+    monkeypatch.setattr(reproduce, "run_experiment", lambda *a: pytest.fail("ran again"))
+    reproduce.run_sweep(tmp_path, [TASK], [7, 8], ["awac", "mb2po"], "smoke")
+
+
+def test_shards_split_units_and_cover_the_grid(tmp_path: Path):
+    tasks, seeds = ["hopper-mixed", "walker2d-mixed"], [0, 1, 2]
+    full = reproduce.plan(tmp_path, tasks, seeds, ["awac", "mb2po"])
+    parts = [reproduce.plan(tmp_path, tasks, seeds, ["awac", "mb2po"], (i, 4)) for i in range(4)]
+    assert sorted(c.workdir for part in parts for c in part) == sorted(c.workdir for c in full)
+    for part in parts:  # a unit's cells stay together, pretraining first
+        for i in range(0, len(part), 3):
+            assert [c.arm for c in part[i:i + 3]] == ["pretrain", "awac", "mb2po"]
+            assert len({(c.task, c.seed) for c in part[i:i + 3]}) == 1
+    with pytest.raises(UsageError, match="I/N"):
+        reproduce._parse_shard("2")
+    with pytest.raises(UsageError, match="0 <= I < N"):
+        reproduce._parse_shard("2/2")
+
+
+def test_a_sweep_directory_refuses_another_scale_or_overrides(sweep: Path):
+    with pytest.raises(UsageError, match="scale='cpu'"):
+        reproduce.run_sweep(sweep, [TASK], SEEDS, ["awac", "mb2po"], "cpu")
+
+
+def test_overrides_are_checked_and_parsed():
+    base = paper_config(TASK)
+    parsed = reproduce.parse_overrides(
+        ["dynamics.early_stopping=True", "awac.num_steps=1000", "mb2po.uncertainty=max_frobenius",
+         "awac.hidden_dims=(64, 64)"], base)
+    assert parsed == {"dynamics.early_stopping": True, "awac.num_steps": 1000,
+                      "mb2po.uncertainty": "max_frobenius", "awac.hidden_dims": (64, 64)}
+    with pytest.raises(UsageError, match="awac has no field 'num_stepz'"):
+        reproduce.parse_overrides(["awac.num_stepz=3"], base)
+    with pytest.raises(UsageError, match="FIELD=VALUE"):
+        reproduce.parse_overrides(["awac.num_steps"], base)
+    config = reproduce.task_config(TASK, "cpu", parsed, {TASK: "hdf5:/data/x.hdf5"})
+    assert config.awac.num_steps == 1000 and config.dynamics.early_stopping
+    assert config.dataset == "hdf5:/data/x.hdf5"
+    assert config.mb2po.omega == 0.01  # the task's paper value survives the scale
+
+
+def test_bootstrap_interval_against_its_definition():
+    low, high = repro_report.bootstrap_interval([2.0, 2.0, 2.0])
+    assert low == high == 2.0
+    diffs = [1.0, 5.0, 12.0]
+    low, high = repro_report.bootstrap_interval(diffs, num_resamples=20_000)
+    # Independent reference: the exact distribution of the resampled mean
+    # over all 27 equally likely resamples of 3 seeds.
+    grid = np.array(np.meshgrid(diffs, diffs, diffs)).reshape(3, -1).mean(axis=0)
+    assert low == pytest.approx(np.quantile(grid, 0.025, method="inverted_cdf"), abs=0.5)
+    assert high == pytest.approx(np.quantile(grid, 0.975, method="inverted_cdf"), abs=0.5)
+    assert low < np.mean(diffs) < high
+    assert all(math.isnan(v) for v in repro_report.bootstrap_interval([3.0]))
+
+
+def test_lift_pairs_seeds():
+    records = [
+        {"task": TASK, "seed": s, "arm": arm, "status": "done", "final_score": score}
+        for s, arm, score in [(0, "awac", 10.0), (0, "mb2po", 25.0), (1, "awac", 20.0),
+                              (1, "mb2po", 21.0), (2, "awac", 5.0)]  # seed 2 has no MB2PO
+    ]
+    mean, (low, high), seeds = repro_report.lift(records, TASK)
+    assert seeds == [0, 1] and mean == pytest.approx(8.0)
+    assert 1.0 <= low <= high <= 15.0
+
+
+def test_dataset_scores_count_episodes_and_returns(monkeypatch):
+    from experiments.common import PreparedData
+    from mb2po_jax.data import Transitions
+
+    rewards = np.array([1, 1, 1, 2, 2, 3, 3, 3, 3], np.float32)
+    terminals = np.array([0, 0, 1, 0, 0, 0, 0, 0, 0], np.float32)
+    timeouts = np.array([0, 0, 0, 0, 1, 0, 0, 0, 0], np.float32)  # last episode cut
+    zeros = np.zeros((9, 2), np.float32)
+    transitions = Transitions(observations=zeros, actions=zeros, rewards=rewards,
+                              next_observations=zeros, terminals=terminals, timeouts=timeouts)
+    data = PreparedData(transitions,
+                        info=type("Info", (), {"source": "hdf5:/x"})(), env_id="Hopper-v5",
+                        ref_scores=(0.0, 100.0))
+    monkeypatch.setattr(reproduce, "prepare_dataset", lambda config: data)
+    scores = reproduce.dataset_scores(None)
+    assert scores["dataset_episodes"] == 3
+    assert scores["dataset_episode_score"] == pytest.approx(np.mean([3.0, 4.0, 12.0]))
+    assert scores["behaviour_score"] is None
