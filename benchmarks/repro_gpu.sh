@@ -10,7 +10,9 @@
 # Datasets: the harness reads the Minari store in $MINARI_DATASETS_PATH
 # (default: runs/minari, so a copy of the local store carried with the
 # working tree is found). Prints one JSON line per finished shard and the
-# report path; per-shard logs in WORKDIR/shard<I>.log.
+# report path; per-shard logs in WORKDIR/shard<I>.log. With REPORT_DIR set
+# (e.g. the device tool's $OUT), the report, the shard logs and every cell's
+# cell.json, run.json and metrics CSVs (not the checkpoints) are copied there.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 workdir=${1:?usage: repro_gpu.sh WORKDIR SHARDS [harness flags]}
@@ -36,4 +38,10 @@ for i in "${!pids[@]}"; do
     tail -n 2 "$workdir/shard$i.log"
 done
 python -m experiments.reproduce --workdir="$workdir" --report_only
+if [ -n "${REPORT_DIR:-}" ]; then
+    mkdir -p "$REPORT_DIR"
+    (cd "$workdir" && find . \( -name '*.csv' -o -name '*.md' -o -name '*.png' -o -name '*.log' \
+        -o -name 'cell.json' -o -name 'run.json' -o -name 'results.json' -o -name 'sweep.json' \) \
+        -not -path '*/checkpoints/*' -print0 | xargs -0 -I{} cp --parents {} "$REPORT_DIR")
+fi
 exit $status

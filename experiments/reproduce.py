@@ -37,11 +37,13 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import fcntl
 import json
 import logging
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -126,6 +128,11 @@ def _smoke_dataset(config: ml_collections.ConfigDict, task: str) -> None:
     config.make_dataset.enabled = True
     config.make_dataset.env_id = env_id
     config.make_dataset.num_steps = 400
+    # Recorded now, under a lock, so shards started together do not race to
+    # write the same dataset.
+    with open(Path(tempfile.gettempdir()) / "mb2po-smoke-dataset.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        prepare_dataset(config)
 
 
 # -------------------------------------------------------------------- arms
