@@ -274,7 +274,8 @@ def git_commit() -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=repo,
                                 capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "mb2po_jax", "experiments"], cwd=repo).returncode
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "mb2po_jax", "experiments"],
+                               cwd=repo).returncode
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
