@@ -58,7 +58,7 @@ from experiments.configs.base import PAPER_MB2PO_TABLE, cpu_scale, paper_config
 from experiments.evaluate import evaluate_checkpoint
 from experiments.phase_runner import InterruptedRun, TrainingDivergedError
 from experiments.run import run as run_experiment, validate_config
-from mb2po_jax.checkpoint import RunMismatchError
+from mb2po_jax.checkpoint import RESUME_SAFE_FIELDS, RunMismatchError
 from mb2po_jax.data import (ENV_IDS, DatasetError, DatasetNotFoundError, parse_task_name,
                             resolve_dataset)
 from mb2po_jax.evaluation import normalized_score
@@ -357,7 +357,7 @@ def dataset_scores(config: ml_collections.ConfigDict) -> dict[str, float | None]
     if data.ref_scores is not None:
         scores = float(np.mean(normalized_score(data.env_id, returns, ref_scores=data.ref_scores)))
     behaviour = None
-    match = re.search(r"Minari dataset (\S+)", data.info.source)
+    match = re.match(r"minari:(\S+)", data.info.source)
     if match:
         from mb2po_jax.data.generation import read_card
 
@@ -414,7 +414,10 @@ def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets
     """What the sweep is, for the report (merged over shards and sessions)."""
     path = root / repro_report.SWEEP_FILE
     sweep = json.loads(path.read_text()) if path.is_file() else {}
-    if sweep and (sweep.get("scale") != scale or sweep.get("overrides") != overrides
+    # Display-only fields (progress bars, ...) may differ between shards.
+    identity = lambda o: {k: v for k, v in o.items() if k not in RESUME_SAFE_FIELDS}  # noqa: E731
+    if sweep and (sweep.get("scale") != scale
+                  or identity(sweep.get("overrides", {})) != identity(overrides)
                   or sweep.get("datasets", {}) != datasets):
         raise UsageError(
             f"{root} holds a sweep with scale={sweep.get('scale')!r}, overrides "
@@ -422,7 +425,7 @@ def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets
             f"asks for scale={scale!r}, overrides {overrides} and datasets {datasets}. Use "
             f"another --workdir for a different sweep.")
     merged = lambda key, new: list(dict.fromkeys([*sweep.get(key, []), *new]))  # noqa: E731
-    sweep = {"scale": scale, "overrides": overrides, "datasets": datasets,
+    sweep = {"scale": scale, "overrides": sweep.get("overrides", overrides), "datasets": datasets,
              "tasks": merged("tasks", tasks), "seeds": merged("seeds", seeds),
              "arms": merged("arms", arms)}
     path.write_text(json.dumps(sweep, indent=2))

@@ -236,3 +236,15 @@ def test_dataset_scores_count_episodes_and_returns(monkeypatch):
     assert scores["dataset_episodes"] == 3
     assert scores["dataset_episode_score"] == pytest.approx(np.mean([3.0, 4.0, 12.0]))
     assert scores["behaviour_score"] is None
+
+
+def test_sweep_identity_ignores_display_only_overrides(tmp_path: Path):
+    reproduce._write_sweep_file(tmp_path, [TASK], [0], ["awac"], "cpu", {}, {})
+    # Another shard with its progress bar off joins the same sweep, seeds merge.
+    reproduce._write_sweep_file(tmp_path, [TASK], [1], ["awac"], "cpu",
+                                {"train.progress_bar": False}, {})
+    sweep = json.loads((tmp_path / repro_report.SWEEP_FILE).read_text())
+    assert sweep["seeds"] == [0, 1] and sweep["overrides"] == {}
+    with pytest.raises(UsageError, match="awac.num_steps"):
+        reproduce._write_sweep_file(tmp_path, [TASK], [1], ["awac"], "cpu",
+                                    {"awac.num_steps": 5}, {})
