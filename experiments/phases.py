@@ -151,11 +151,14 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
         state, val_metrics = check(state)
         return state, {**metrics, **val_metrics}
 
+    def stopped(state: dynamics.DynamicsState) -> bool:
+        return cfg.early_stopping and int(state.stale_checks) >= cfg.patience
+
     def evaluate_model(state: dynamics.DynamicsState) -> dict[str, Any]:
         result = dynamics.elite_summary(jax.device_get(validate(state, holdout)))
         result["elites"] = [int(i) for i in np.asarray(state.elites)]
         if cfg.early_stopping:
-            result["stopped_early"] = bool(int(state.stale_checks) >= cfg.patience)
+            result["stopped_early"] = stopped(state)
         return result
 
     def finalize(state: dynamics.DynamicsState) -> dynamics.DynamicsState:
@@ -174,7 +177,7 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
         evaluate=evaluate_model,
         guard=lambda metrics, step: check_finite(DYNAMICS, metrics, step),
         finalize=finalize,
-        stopped=lambda state: cfg.early_stopping and int(state.stale_checks) >= cfg.patience,
+        stopped=stopped,
         postfix=("dynamics_loss", "train_mse"),
         keep_checkpoints=config.train.keep_checkpoints,
     )

@@ -209,6 +209,11 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
             step=jnp.zeros((), jnp.int32),
         )
 
+    def q(critic_params, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        """Pessimistic mean return: [B, obs_dim], [B, act_dim] -> [B]."""
+        return jnp.min(q_values(critic.apply(critic_params, observations, actions),
+                                cfg.transform_eps), axis=0)
+
     def critic_loss(critic_params, state: AWACState, batch: Transitions, key: jax.Array):
         next_actions = networks.sample(policy.apply(state.policy_params, batch.next_observations), key)
         online_next = critic.apply(critic_params, batch.next_observations, next_actions)
@@ -251,14 +256,7 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
         # (Zen 4) cores: 48-50 ms (~90 % of the 2048^2 matmul peak) vs 75 ms
         # for the single 10240-row call (docs/benchmarks.md).
         q_pi = jax.lax.map(
-            lambda actions: jnp.min(
-                q_values(
-                    critic.apply(state.critic_params, batch.observations, actions),
-                    cfg.transform_eps,
-                ),
-                axis=0,
-            ),
-            sampled,
+            lambda actions: q(state.critic_params, batch.observations, actions), sampled
         )  # [K, B]
         advantages = q_data - jnp.mean(q_pi, axis=0)
         weights = jax.lax.stop_gradient(advantage_weights(advantages, cfg.alpha, cfg.max_weight))
@@ -311,11 +309,6 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
     def act(policy_params, observations: jax.Array) -> jax.Array:
         """Deterministic action for evaluation ([..., obs_dim] -> [..., act_dim])."""
         return networks.deterministic_action(policy.apply(policy_params, observations))
-
-    def q(critic_params, observations: jax.Array, actions: jax.Array) -> jax.Array:
-        """Pessimistic mean return: [B, obs_dim], [B, act_dim] -> [B]."""
-        return jnp.min(q_values(critic.apply(critic_params, observations, actions),
-                                cfg.transform_eps), axis=0)
 
     return AWAC(config=cfg, policy=policy, critic=critic, init=init, update=update, act=act, q=q)
 
