@@ -11,10 +11,10 @@ What it does:
    2048^2 square ``jnp.dot`` and a chain of workload-shaped [B, 256] x [256,
    256] layers, best of N), before and after the AWAC timing, so that a
    contended machine shows up as a drop between the two.
-2. Builds the AWAC agent (:func:`mb2po_jax.awac.make_awac`) at the paper's
+2. Builds the AWAC agent (:func:`mb2po_jax.agents.awac.make_awac`) at the paper's
    sizes (appendix 7.1: batch 1024, 4x256 ReLU, 2 critics x 100 quantiles,
    10-sample advantage, 5-component tanh-GMM) on random synthetic data, and
-   times :func:`mb2po_jax.awac.make_train_steps` (one jitted ``lax.scan`` of K
+   times :func:`mb2po_jax.agents.awac.make_train_steps` (one jitted ``lax.scan`` of K
    updates, batch sampling included): compile time separately, then the median
    (and min) over ``--repeats`` calls (``block_until_ready``).
 3. Counts the dense-layer matmul FLOPs of one update analytically (listed per
@@ -90,8 +90,9 @@ from _bench import (  # noqa: E402
     layer_chain_peak, load_average, machine_info, matmul_peak, mlp_backward_flops,
     mlp_forward_flops, mlp_layer_dims, time_calls,
 )
-from mb2po_jax import awac, networks  # noqa: E402
-from mb2po_jax.data.transitions import Transitions, sample_batch  # noqa: E402
+from mb2po_jax import networks  # noqa: E402
+from mb2po_jax.agents import awac  # noqa: E402
+from mb2po_jax.transitions import Transitions, sample_batch  # noqa: E402
 from mb2po_jax.quantile_loss import quantile_huber_loss  # noqa: E402
 
 

@@ -19,6 +19,7 @@ their values (terminated rows are masked, not skipped).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -37,9 +38,11 @@ from _bench import (  # noqa: E402
     PeakRSS, current_rss_bytes, layer_chain_peak, machine_info, matmul_peak,
     mlp_forward_flops, mlp_layer_dims, time_calls,
 )
-from mb2po_jax import awac, buffer, dynamics, mb2po, networks, rollout  # noqa: E402
-from mb2po_jax.data import Transitions  # noqa: E402
-from mb2po_jax.termination import get_termination_fn  # noqa: E402
+from mb2po_jax import mb2po, networks  # noqa: E402
+from mb2po_jax.model import buffer, dynamics, rollout  # noqa: E402
+from mb2po_jax.agents import awac  # noqa: E402
+from mb2po_jax.transitions import Transitions  # noqa: E402
+from mb2po_jax.envs import get_termination_fn  # noqa: E402
 
 ENVS = {"hopper": (11, 3), "walker2d": (17, 6), "halfcheetah": (17, 6)}
 CASES = [(env, samples, h) for env in ("hopper", "walker2d")
@@ -67,7 +70,8 @@ def _models(obs_dim: int, act_dim: int, key):
 def run_case(env: str, samples: int, horizon: int, block_size: int, repeats: int) -> dict:
     obs_dim, act_dim = ENVS[env]
     dyn, dyn_state, policy, policy_params, pool = _models(obs_dim, act_dim, jax.random.PRNGKey(0))
-    step = rollout.make_model_step(dyn, policy, get_termination_fn(env), penalty_coef=1.0,
+    step = rollout.make_model_step(dyn, functools.partial(networks.sample_per_row, policy),
+                                   get_termination_fn(env), penalty_coef=1.0,
                                    block_size=block_size)
     fn = jax.jit(rollout.make_rollout(step, horizon=horizon, num_samples=samples))
     args = (dyn_state, policy_params, pool, jax.random.PRNGKey(3))
@@ -98,10 +102,10 @@ def run_iteration(env: str, samples: int, horizon: int, updates: int, batch: int
     obs_dim, act_dim = ENVS[env]
     dyn, dyn_state, _, _, pool = _models(obs_dim, act_dim, jax.random.PRNGKey(0))
     agent = awac.make_awac(obs_dim, act_dim)
-    step = rollout.make_model_step(dyn, agent.policy, get_termination_fn(env), penalty_coef=1.0,
+    step = rollout.make_model_step(dyn, agent.sample_action, get_termination_fn(env), penalty_coef=1.0,
                                    block_size=block_size)
     roll = rollout.make_rollout(step, horizon=horizon, num_samples=samples)
-    iteration = mb2po.make_iteration(agent.update, roll, batch_size=batch, omega=0.01,
+    iteration = mb2po.make_iteration(agent, roll, batch_size=batch, omega=0.01,
                                      num_updates=updates)
     n = pool.shape[0]
     dataset = Transitions(pool, jnp.zeros((n, act_dim)), jnp.zeros(n), pool, jnp.zeros(n), jnp.zeros(n))

@@ -14,19 +14,18 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import ml_collections
-import numpy as np
 
-from mb2po_jax import evaluation
+from mb2po_jax import envs
 from mb2po_jax.data import (
+    DatasetError,
     DatasetInfo,
     DatasetNotFoundError,
-    Transitions,
     make_minari_dataset,
     resolve_dataset,
     validate_transitions,
 )
+from mb2po_jax.transitions import Transitions
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +134,7 @@ def _make_missing_dataset(config: ml_collections.ConfigDict) -> None:
             f"but dataset is '{config.dataset}'."
         )
     spec = config.make_dataset
-    refs = evaluation.lookup_ref_scores(spec.env_id)
+    refs = envs.lookup_ref_scores(spec.env_id)
     logger.info(
         "Dataset %s not found: recording %d steps of a %s policy in %s.",
         dataset_id, spec.num_steps, spec.policy, spec.env_id,
@@ -149,15 +148,6 @@ def _make_missing_dataset(config: ml_collections.ConfigDict) -> None:
         ref_min_score=refs[0] if refs else None,
         ref_max_score=refs[1] if refs else None,
     )
-
-
-def env_dims(env_id: str) -> tuple[int, int]:
-    """(obs_dim, act_dim) of a gymnasium env with flat Box spaces."""
-    env = gym.make(env_id)
-    try:
-        return int(np.prod(env.observation_space.shape)), int(np.prod(env.action_space.shape))
-    finally:
-        env.close()
 
 
 def prepare_dataset(config: ml_collections.ConfigDict) -> PreparedData:
@@ -178,14 +168,17 @@ def prepare_dataset(config: ml_collections.ConfigDict) -> PreparedData:
             f"Dataset '{config.dataset}' ({info.source}) does not say which environment "
             f"it comes from; pass --config.env_id=<gymnasium id>, e.g. Hopper-v5."
         )
-    obs_dim, act_dim = env_dims(env_id)
+    try:
+        obs_dim, act_dim = envs.gym_dims(env_id)
+    except ValueError as error:
+        raise DatasetError(f"Dataset {config.dataset}: cannot evaluate in {error}") from None
     validate_transitions(
         data, obs_dim=obs_dim, act_dim=act_dim, name=config.dataset, env_id=env_id
     )
     if info.ref_min_score is not None and info.ref_max_score is not None:
         refs = (info.ref_min_score, info.ref_max_score)
     else:
-        refs = evaluation.lookup_ref_scores(env_id)
+        refs = envs.lookup_ref_scores(env_id)
     logger.info(
         "Dataset %s: %d transitions from %s (fingerprint %s); evaluating in %s.",
         config.dataset, info.num_transitions, info.source, info.fingerprint[:12], env_id,

@@ -1,8 +1,8 @@
 """Evaluates a run's checkpoint: ``python -m experiments.evaluate --workdir=DIR``.
 
 Restores the latest (or ``--step``) checkpoint of the policy's last phase in
-``DIR`` (``mb2po`` if the run fine-tuned, else ``awac``; ``--phase`` picks
-one) into an abstract target built from the config stored inside the
+``DIR`` (``mb2po`` or ``mopo`` if the run has one, else ``awac``;
+``--phase`` picks one) into an abstract target built from the config stored inside the
 checkpoint, so it needs neither the config file nor the dataset. Runs
 ``--num_episodes`` deterministic episodes and prints the D4RL-normalised score
 (and, last, one JSON line with everything).
@@ -19,26 +19,13 @@ import jax
 import ml_collections
 from absl import app, flags
 
-from mb2po_jax import awac, buffer
 from mb2po_jax.checkpoint import Checkpointer
 
 from experiments.common import UsageError, setup_logging
-from experiments.phases import AWAC, MB2PO, build_agent, evaluate_policy
+from experiments.phases import (AWAC, MB2PO, MOPO, abstract_policy_state, evaluate_policy,
+                                policy_agent)
 
-POLICY_PHASES = (MB2PO, AWAC)  # newest first
-
-
-def _abstract_policy_state(phase: str, config, agent: awac.AWAC, obs_dim: int, act_dim: int):
-    agent_state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
-    if phase == AWAC:
-        return agent_state
-    from experiments.phases import MB2POState
-
-    mb = config.mb2po
-    return jax.eval_shape(lambda: MB2POState(
-        agent=agent_state,
-        buffer=buffer.init_buffer(mb.buffer_iterations, mb.rollout_samples, obs_dim, act_dim),
-        iteration=jax.numpy.zeros((), jax.numpy.int32)))
+POLICY_PHASES = (MB2PO, MOPO, AWAC)  # fine-tuned first
 
 
 def evaluate_checkpoint(
@@ -72,9 +59,9 @@ def evaluate_checkpoint(
         config = ml_collections.ConfigDict(meta["config"])
         dataset = meta["dataset"]
         obs_dim, act_dim = dataset["obs_dim"], dataset["act_dim"]
-        agent = build_agent(config, obs_dim, act_dim)
+        agent = policy_agent(config, phase, obs_dim, act_dim)
         state, _ = checkpointer.restore(
-            _abstract_policy_state(phase, config, agent, obs_dim, act_dim), step)
+            abstract_policy_state(config, phase, obs_dim, act_dim), step)
     agent_state = state if phase == AWAC else state.agent
     if num_episodes is not None:
         config.eval.num_episodes = num_episodes
@@ -83,8 +70,8 @@ def evaluate_checkpoint(
     refs = None
     if dataset.get("ref_min_score") is not None and dataset.get("ref_max_score") is not None:
         refs = (dataset["ref_min_score"], dataset["ref_max_score"])
-    result = evaluate_policy(jax.jit(agent.act), agent_state.policy_params, meta["env_id"],
-                             config.eval, refs)
+    result = evaluate_policy(jax.jit(agent.act), agent.policy_params(agent_state),
+                             meta["env_id"], config.eval, refs)
     # ``updates``: gradient updates the policy has had (pretraining included).
     return {"workdir": str(workdir), "phase": phase, "step": step, "dataset": config.dataset,
             "updates": int(agent_state.step), **result}

@@ -76,7 +76,7 @@ def _define_flags() -> None:
 def build_config(f=FLAGS):
     """Flags -> (GenerationConfig, kinds, env name); raises GenerationError."""
     from mb2po_jax.data import generation
-    from mb2po_jax.sac import SACConfig
+    from mb2po_jax.agents.sac import SACConfig
 
     if not f.env:
         raise generation.GenerationError(

@@ -1,7 +1,8 @@
 """The pipeline's phases (paper Algorithm 1): AWAC pretraining, dynamics
-training, MB2PO fine-tuning. Each is a :class:`experiments.phase_runner.Phase`
-built from the config; the runner handles chunks, logging, evaluation and
-checkpoints.
+training, MB2PO fine-tuning; or, with ``algorithm='mopo'``, dynamics training
+and MOPO (SAC in the same conservative MDP). Each is a
+:class:`mb2po_jax.runner.Phase` built from the config; the runner handles
+chunks, logging, evaluation and checkpoints.
 
 Randomness: every phase takes its own stream ``fold_in(PRNGKey(seed), id)``
 and chunk ``c`` uses ``fold_in(stream_key, c)``, so phases are independent of
@@ -13,24 +14,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from mb2po_jax import awac, buffer, dynamics, mb2po, rollout
+from mb2po_jax import mb2po
+from mb2po_jax.model import buffer, dynamics
+from mb2po_jax.agents import awac, sac
 from mb2po_jax.checkpoint import Checkpointer, RunMismatchError
-from mb2po_jax.data import Transitions
+from mb2po_jax.transitions import Transitions
 from mb2po_jax.evaluation import evaluate
-from mb2po_jax.termination import get_termination_fn
+from mb2po_jax.envs import get_termination_fn
 
 from experiments.common import PreparedData
-from experiments.phase_runner import Phase, TrainingDivergedError, check_finite
+from mb2po_jax.runner import Phase, TrainingDivergedError, check_finite
 
-AWAC, DYNAMICS, MB2PO = "awac", "dynamics", "mb2po"
+AWAC, DYNAMICS, MB2PO, MOPO = "awac", "dynamics", "mb2po", "mopo"
+ALGORITHMS = (MB2PO, MOPO)
 # Stream ids folded into the seed key.
-_AWAC_INIT, _AWAC_TRAIN, _DYN_SPLIT, _DYN_INIT, _DYN_TRAIN, _MB2PO = range(6)
+_AWAC_INIT, _AWAC_TRAIN, _DYN_SPLIT, _DYN_INIT, _DYN_TRAIN, _MB2PO, _MOPO_INIT, _MOPO = range(8)
 
 
 def _key(config: ml_collections.ConfigDict, stream: int) -> jax.Array:
@@ -73,7 +76,7 @@ def make_critic_guard(phase: str, limit: float):
 
     def guard(metrics: dict[str, float], step: int) -> None:
         check_finite(phase, metrics, step)
-        for name in ("q_data_max", "q_data_mean", "target_return_mean"):
+        for name in ("q_data_max", "q_data_mean", "target_return_mean", "q_mean", "target_mean"):
             if name in metrics and abs(metrics[name]) > limit:
                 raise TrainingDivergedError(
                     f"Phase '{phase}' diverged at step {step}: {name}={metrics[name]:.4g} exceeds "
@@ -183,57 +186,69 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
     )
 
 
-# -------------------------------------------------------------------- MB2PO
+# -------------------------------------------------- MB2PO and MOPO fine-tuning
 
 
-@flax.struct.dataclass
-class MB2POState:
-    """The fine-tuning phase's state: the agent, the model buffer, the count."""
+def fine_tuning_config(config: ml_collections.ConfigDict, algorithm: str) -> mb2po.FineTuningConfig:
+    """The loop settings of ``algorithm`` ('mb2po' or 'mopo') from the config."""
+    if algorithm == MB2PO:
+        cfg = config.mb2po
+        batch_size, omega = config.awac.batch_size, cfg.omega
+    else:
+        cfg = config.mopo
+        batch_size, omega = cfg.batch_size, cfg.real_ratio
+    return mb2po.FineTuningConfig(
+        horizon=cfg.horizon, rollout_samples=cfg.rollout_samples, penalty_coef=cfg.penalty_coef,
+        uncertainty=cfg.uncertainty, block_size=cfg.block_size, batch_size=batch_size,
+        omega=omega, updates_per_iteration=cfg.updates_per_iteration,
+        buffer_iterations=cfg.buffer_iterations)
 
-    agent: awac.AWACState
-    buffer: buffer.ModelBuffer
-    iteration: jax.Array
+
+def build_sac(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int) -> sac.SAC:
+    """MOPO's SAC agent (config.mopo.sac)."""
+    return sac.make_sac(obs_dim, act_dim, sac.SACConfig.from_dict(config.mopo.sac))
 
 
-def mb2po_phase(
+def policy_agent(config: ml_collections.ConfigDict, phase: str, obs_dim: int, act_dim: int):
+    """The agent whose policy a phase trains ('awac', 'mb2po' or 'mopo')."""
+    if phase == MOPO:
+        return build_sac(config, obs_dim, act_dim)
+    return build_agent(config, obs_dim, act_dim,
+                       alpha=config.mb2po.alpha if phase == MB2PO else None)
+
+
+def abstract_policy_state(config: ml_collections.ConfigDict, phase: str, obs_dim: int,
+                          act_dim: int):
+    """The structure of a policy phase's checkpointed state, for restoring."""
+    agent = policy_agent(config, phase, obs_dim, act_dim)
+    agent_state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+    if phase == AWAC:
+        return agent_state
+    cfg = fine_tuning_config(config, phase)
+    return jax.eval_shape(lambda: mb2po.MB2POState(
+        agent=agent_state,
+        buffer=buffer.init_buffer(cfg.buffer_iterations, cfg.rollout_samples, obs_dim, act_dim),
+        iteration=jnp.zeros((), jnp.int32)))
+
+
+def fine_tuning_phase(
     config: ml_collections.ConfigDict, data: PreparedData, dataset: Transitions,
-    pretrained: awac.AWACState, dynamics_state: dynamics.DynamicsState,
+    dynamics_state: dynamics.DynamicsState, *, algorithm: str, agent, start, reference,
 ) -> Phase:
-    cfg = config.mb2po
+    """Algorithm 1's loop as a phase: ``agent`` (the interface of
+    :mod:`mb2po_jax.agents`) starts from ``start`` and rolls out in the
+    conservative MDP of ``dynamics_state``; ``reference`` is the agent state
+    the diagnostics measure the policy's shift from."""
+    cfg = config.mb2po if algorithm == MB2PO else config.mopo
     obs_dim, act_dim = data.info.obs_dim, data.info.act_dim
-    agent = build_agent(config, obs_dim, act_dim, alpha=cfg.alpha)
-    model = build_dynamics(config, obs_dim, act_dim)
-    step_fn = rollout.make_model_step(
-        model, agent.policy, get_termination_fn(data.env_id), penalty_coef=cfg.penalty_coef,
-        uncertainty_rule=cfg.uncertainty, block_size=cfg.block_size)
-    rollout_fn = rollout.make_rollout(step_fn, horizon=cfg.horizon, num_samples=cfg.rollout_samples)
-    iteration = mb2po.make_iteration(agent.update, rollout_fn, batch_size=config.awac.batch_size,
-                                     omega=cfg.omega, num_updates=cfg.updates_per_iteration)
-    key = _key(config, _MB2PO)
+    loop = mb2po.make_fine_tuning(
+        agent, build_dynamics(config, obs_dim, act_dim), get_termination_fn(data.env_id),
+        fine_tuning_config(config, algorithm), obs_dim=obs_dim, act_dim=act_dim)
+    key = _key(config, _MB2PO if algorithm == MB2PO else _MOPO)
     act = jax.jit(agent.act)
-    diagnostics = mb2po.make_diagnostics(
-        lambda state, obs, actions: agent.q(state.critic_params, obs, actions),
-        lambda state, obs: agent.act(state.policy_params, obs))
-
-    def init() -> MB2POState:
-        return MB2POState(
-            agent=pretrained,
-            buffer=buffer.init_buffer(cfg.buffer_iterations, cfg.rollout_samples, obs_dim, act_dim),
-            iteration=jnp.zeros((), jnp.int32),
-        )
-
-    def advance(state: MB2POState, c: int):
-        iteration_key = jax.random.fold_in(key, c)
-        agent_state, model_buffer, metrics = iteration(
-            state.agent, state.buffer, dynamics_state, dataset, iteration_key)
-        # Its own key stream (not the iteration's), so the training numbers
-        # are the same with or without this instrument.
-        metrics.update(diagnostics(agent_state, pretrained, model_buffer, dataset,
-                                   jax.random.fold_in(iteration_key, 1 << 30)))
-        return MB2POState(agent_state, model_buffer, state.iteration + 1), metrics
-
+    init = lambda: loop.init(start)  # noqa: E731
     return Phase(
-        name=MB2PO,
+        name=algorithm,
         total=cfg.num_iterations,
         chunk=1,
         eval_every=cfg.eval_every,
@@ -241,14 +256,37 @@ def mb2po_phase(
         init=init,
         abstract=lambda: jax.eval_shape(init),
         progress=lambda state: int(state.iteration),
-        advance=advance,
-        evaluate=lambda state: evaluate_policy(act, state.agent.policy_params, data.env_id,
-                                               config.eval, data.ref_scores),
-        guard=make_critic_guard(MB2PO, q_limit(config, np.asarray(data.transitions.rewards))),
-        postfix=("critic_loss", "q_data_mean", "rollout_uncertainty_mean"),
+        advance=lambda state, c: loop.step(state, dynamics_state, dataset,
+                                           jax.random.fold_in(key, c), reference),
+        evaluate=lambda state: evaluate_policy(act, agent.policy_params(state.agent),
+                                               data.env_id, config.eval, data.ref_scores),
+        guard=make_critic_guard(algorithm, q_limit(config, np.asarray(data.transitions.rewards))),
+        postfix=("critic_loss", "q_data_mean" if algorithm == MB2PO else "q_mean",
+                 "rollout_uncertainty_mean"),
         unit="iter",
-        keep_checkpoints=config.mb2po.keep_checkpoints,
+        keep_checkpoints=cfg.keep_checkpoints,
     )
+
+
+def mb2po_phase(
+    config: ml_collections.ConfigDict, data: PreparedData, dataset: Transitions,
+    pretrained: awac.AWACState, dynamics_state: dynamics.DynamicsState,
+) -> Phase:
+    """MB2PO: AWAC with the fine-tuning alpha, from the pretrained state."""
+    agent = policy_agent(config, MB2PO, data.info.obs_dim, data.info.act_dim)
+    return fine_tuning_phase(config, data, dataset, dynamics_state, algorithm=MB2PO,
+                             agent=agent, start=pretrained, reference=pretrained)
+
+
+def mopo_phase(
+    config: ml_collections.ConfigDict, data: PreparedData, dataset: Transitions,
+    dynamics_state: dynamics.DynamicsState,
+) -> Phase:
+    """MOPO (Yu et al., 2020): SAC from scratch in the same conservative MDP."""
+    agent = policy_agent(config, MOPO, data.info.obs_dim, data.info.act_dim)
+    start = agent.init(_key(config, _MOPO_INIT))
+    return fine_tuning_phase(config, data, dataset, dynamics_state, algorithm=MOPO,
+                             agent=agent, start=start, reference=start)
 
 
 # ------------------------------------------------- starting from other runs

@@ -56,11 +56,12 @@ from experiments import repro_report
 from experiments.common import UsageError, _check_override, prepare_dataset, setup_logging
 from experiments.configs.base import PAPER_MB2PO_TABLE, cpu_scale, paper_config
 from experiments.evaluate import evaluate_checkpoint
-from experiments.phase_runner import InterruptedRun, TrainingDivergedError
+from mb2po_jax.runner import InterruptedRun, TrainingDivergedError
 from experiments.run import run as run_experiment, validate_config
 from mb2po_jax.checkpoint import RESUME_SAFE_FIELDS, RunMismatchError
-from mb2po_jax.data import (ENV_IDS, DatasetError, DatasetNotFoundError, parse_task_name,
+from mb2po_jax.data import (DatasetError, DatasetNotFoundError, parse_task_name,
                             resolve_dataset)
+from mb2po_jax.envs import ENV_IDS
 from mb2po_jax.evaluation import normalized_score
 
 logger = logging.getLogger(__name__)

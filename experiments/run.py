@@ -10,7 +10,9 @@ again:
 4. the final evaluation: ``DIR/results.json`` (AWAC-only and AWAC+MB2PO
    scores side by side) and ``DIR/learning_curve.png``.
 
-``mb2po.num_iterations=0`` stops after AWAC. ``init.awac_workdir`` /
+``mb2po.num_iterations=0`` stops after AWAC. ``algorithm=mopo`` runs MOPO
+instead: phases ``dynamics`` and ``mopo`` (SAC from scratch in the same
+conservative MDP, ``config.mopo``). ``init.awac_workdir`` /
 ``init.dynamics_workdir`` start those phases from another run's checkpoints.
 Bare config names resolve to ``experiments/configs/``; override any field
 with ``--config.<field>=<value>``. A workdir remembers its config and dataset
@@ -28,16 +30,20 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from mb2po_jax.checkpoint import RunMismatchError, check_same_run
-from mb2po_jax.data import DatasetError, DatasetNotFoundError, to_device
+from mb2po_jax.agents.awac import AWACConfig
+from mb2po_jax.agents.sac import SACConfig
+from mb2po_jax.checkpoint import RunMismatchError, check_same_run, flatten_config
+from mb2po_jax.data import DatasetError, DatasetNotFoundError
+from mb2po_jax.envs import get_termination_fn
 from mb2po_jax.metrics_logger import plot_learning_curve, read_series
-from mb2po_jax.rollout import UNCERTAINTY_RULES
-from mb2po_jax.termination import get_termination_fn
+from mb2po_jax.model.dynamics import DynamicsConfig
+from mb2po_jax.model.penalties import PENALTIES
+from mb2po_jax.transitions import to_device
 
 from experiments import phases
 from experiments.configs.base import get_base_config
 from experiments.common import UsageError, prepare_dataset, resolve_config_argv, setup_logging
-from experiments.phase_runner import InterruptedRun, TrainingDivergedError, run_phase
+from mb2po_jax.runner import InterruptedRun, TrainingDivergedError, run_phase
 
 RUN_FILE, RESULTS_FILE = "run.json", "results.json"
 # A field added to the code after a workdir was made resumes at its default.
@@ -50,12 +56,26 @@ def _fail(field: str, value: Any, why: str) -> UsageError:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Fails fast on settings that would only break hours into a run."""
+    unknown = sorted(set(flatten_config(_config_json(config))) - set(flatten_config(DEFAULTS)))
+    if unknown:
+        raise UsageError(
+            f"Config field(s) {unknown} are not read by anything (a typo, or a setting "
+            f"from another version); every field a run reads is in "
+            f"experiments/configs/base.py. Remove or rename them.")
+    if config.algorithm not in phases.ALGORITHMS:
+        raise _fail("algorithm", config.algorithm, f"valid: {list(phases.ALGORITHMS)}.")
+    for section, cls in (("awac", AWACConfig), ("dynamics", DynamicsConfig),
+                         ("mopo.sac", SACConfig)):
+        try:
+            cls.from_dict(config[section] if "." not in section else config.mopo.sac)
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"--config.{section}: {error}") from None
     chunk = config.train.steps_per_chunk
-    mb = config.mb2po
+    mopo = config.algorithm == phases.MOPO
+    name = phases.MOPO if mopo else phases.MB2PO
+    mb = config[name]
     fine_tune = mb.num_iterations > 0
     positive = {
-        "awac.num_steps": config.awac.num_steps,
-        "awac.batch_size": config.awac.batch_size,
         "train.steps_per_chunk": chunk,
         "train.eval_every": config.train.eval_every,
         "train.checkpoint_every": config.train.checkpoint_every,
@@ -63,42 +83,53 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "eval.num_episodes": config.eval.num_episodes,
         "eval.num_envs": config.eval.num_envs,
     }
+    if not mopo:  # MOPO trains SAC from scratch: no AWAC phase
+        positive.update({"awac.num_steps": config.awac.num_steps,
+                         "awac.batch_size": config.awac.batch_size})
     if fine_tune:
         positive.update({
             "dynamics.num_steps": config.dynamics.num_steps,
             "dynamics.batch_size": config.dynamics.batch_size,
-            "mb2po.horizon": mb.horizon,
-            "mb2po.rollout_samples": mb.rollout_samples,
-            "mb2po.updates_per_iteration": mb.updates_per_iteration,
-            "mb2po.buffer_iterations": mb.buffer_iterations,
-            "mb2po.block_size": mb.block_size,
-            "mb2po.eval_every": mb.eval_every,
-            "mb2po.checkpoint_every": mb.checkpoint_every,
-            "mb2po.keep_checkpoints": mb.keep_checkpoints,
+            f"{name}.horizon": mb.horizon,
+            f"{name}.rollout_samples": mb.rollout_samples,
+            f"{name}.updates_per_iteration": mb.updates_per_iteration,
+            f"{name}.buffer_iterations": mb.buffer_iterations,
+            f"{name}.block_size": mb.block_size,
+            f"{name}.eval_every": mb.eval_every,
+            f"{name}.checkpoint_every": mb.checkpoint_every,
+            f"{name}.keep_checkpoints": mb.keep_checkpoints,
         })
-    for name, value in positive.items():
+        if mopo:
+            positive["mopo.batch_size"] = mb.batch_size
+    for field, value in positive.items():
         if value < 1:
-            raise _fail(name, value, "must be >= 1.")
+            raise _fail(field, value, "must be >= 1.")
+    if mopo and mb.num_iterations < 1:
+        raise _fail("mopo.num_iterations", mb.num_iterations, "must be >= 1 (MOPO is the whole run).")
     if mb.num_iterations < 0:
         raise _fail("mb2po.num_iterations", mb.num_iterations, "must be >= 0 (0 runs AWAC only).")
-    multiples = ["awac.num_steps", "train.eval_every", "train.checkpoint_every"]
+    multiples = ["train.eval_every", "train.checkpoint_every"]
+    multiples += [] if mopo else ["awac.num_steps"]
     multiples += ["dynamics.num_steps"] if fine_tune else []
-    for name in multiples:
-        value = positive[name]
+    for field in multiples:
+        value = positive[field]
         if value % chunk:
-            raise _fail(name, value,
+            raise _fail(field, value,
                         f"not a multiple of train.steps_per_chunk={chunk}: training runs in whole "
                         f"chunks. Use a multiple of {chunk} (e.g. {max(chunk, value // chunk * chunk)}) "
                         f"or change the chunk size.")
     if not fine_tune:
         return
     if mb.rollout_samples % mb.horizon:
-        raise _fail("mb2po.rollout_samples", mb.rollout_samples,
-                    f"must be a multiple of mb2po.horizon={mb.horizon} (samples / h start states).")
-    if not 0.0 <= mb.omega <= 1.0:
-        raise _fail("mb2po.omega", mb.omega, "the real-data fraction must lie in [0, 1].")
-    if mb.uncertainty not in UNCERTAINTY_RULES:
-        raise _fail("mb2po.uncertainty", mb.uncertainty, f"valid rules: {list(UNCERTAINTY_RULES)}.")
+        raise _fail(f"{name}.rollout_samples", mb.rollout_samples,
+                    f"must be a multiple of {name}.horizon={mb.horizon} (samples / h start states).")
+    fraction, field = (mb.real_ratio, "mopo.real_ratio") if mopo else (mb.omega, "mb2po.omega")
+    if not 0.0 <= fraction <= 1.0:
+        raise _fail(field, fraction, "the real-data fraction must lie in [0, 1].")
+    if mb.uncertainty not in PENALTIES:
+        raise _fail(f"{name}.uncertainty", mb.uncertainty,
+                    f"valid penalties: {sorted(PENALTIES)} (register more in "
+                    f"mb2po_jax/model/penalties.py).")
     if not 1 <= config.dynamics.num_elites <= config.dynamics.num_members:
         raise _fail("dynamics.num_elites", config.dynamics.num_elites,
                     f"must lie in [1, dynamics.num_members={config.dynamics.num_members}].")
@@ -127,12 +158,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         check_same_run(saved["config"], config_json, workdir, defaults=DEFAULTS)
 
     data = prepare_dataset(config)
-    fine_tune = config.mb2po.num_iterations > 0
+    mopo = config.algorithm == phases.MOPO
+    fine_tune = mopo or config.mb2po.num_iterations > 0
     if fine_tune:
         try:
             get_termination_fn(data.env_id)
         except ValueError as error:
-            raise UsageError(f"MB2PO rollouts need a termination function: {error}") from None
+            raise UsageError(f"Model rollouts need a termination function: {error}") from None
     if saved is not None:
         check_same_run(saved["config"], config_json, workdir,
                        saved_fingerprint=saved["dataset"]["fingerprint"],
@@ -149,19 +181,28 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
     def initial(source: str | None, phase):
         return phases.restore_from_workdir(source, phase, data) if source else None
 
-    awac_phase = phases.awac_phase(config, data, dataset)
-    awac = run_phase(awac_phase, workdir, initial_state=initial(config.init.awac_workdir, awac_phase),
-                     **common)
-    outcomes = {phases.AWAC: awac}
+    outcomes = {}
+    if not mopo:
+        awac_phase = phases.awac_phase(config, data, dataset)
+        outcomes[phases.AWAC] = run_phase(
+            awac_phase, workdir, initial_state=initial(config.init.awac_workdir, awac_phase),
+            **common)
     if fine_tune:
         dyn_phase = phases.dynamics_phase(config, data, dataset)
         dyn = run_phase(dyn_phase, workdir,
                         initial_state=initial(config.init.dynamics_workdir, dyn_phase), **common)
-        mb_phase = phases.mb2po_phase(config, data, dataset, awac.state, dyn.state)
         outcomes[phases.DYNAMICS] = dyn
-        outcomes[phases.MB2PO] = run_phase(mb_phase, workdir, **common)
+        if mopo:
+            outcomes[phases.MOPO] = run_phase(
+                phases.mopo_phase(config, data, dataset, dyn.state), workdir, **common)
+        else:
+            mb_phase = phases.mb2po_phase(config, data, dataset, outcomes[phases.AWAC].state,
+                                          dyn.state)
+            outcomes[phases.MB2PO] = run_phase(mb_phase, workdir, **common)
 
-    final = outcomes[phases.MB2PO if fine_tune else phases.AWAC].final_eval
+    last = phases.MOPO if mopo else phases.MB2PO if fine_tune else phases.AWAC
+    final = outcomes[last].final_eval
+    awac = outcomes.get(phases.AWAC)
     results = {
         **_eval_summary(final),
         "env_id": data.env_id,
@@ -169,11 +210,13 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         "dataset_source": data.info.source,
         "dataset_fingerprint": data.info.fingerprint,
         "num_transitions": data.info.num_transitions,
-        "steps": awac.steps,
+        "algorithm": config.algorithm,
+        "steps": outcomes[last].steps if mopo else awac.steps,
         "eval_episodes": final["num_episodes"],
         "wall_seconds": sum(outcome.wall_seconds for outcome in outcomes.values()),
-        "awac_normalized_score": awac.final_eval["normalized_score"],
-        "mb2po_normalized_score": final["normalized_score"] if fine_tune else None,
+        "awac_normalized_score": awac.final_eval["normalized_score"] if awac else None,
+        "mb2po_normalized_score": final["normalized_score"] if last == phases.MB2PO else None,
+        "mopo_normalized_score": final["normalized_score"] if mopo else None,
         "phases": {
             name: {"steps": outcome.steps, "wall_seconds": outcome.wall_seconds,
                    **(_eval_summary(outcome.final_eval) if name != phases.DYNAMICS
@@ -183,16 +226,23 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any
         "seed": config.seed,
     }
     (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    _plot(workdir, config, fine_tune)
+    _plot(workdir, config, last)
     return results
 
 
-def _plot(workdir: Path, config: ml_collections.ConfigDict, fine_tune: bool) -> None:
-    """AWAC's evaluations against gradient steps, then MB2PO's continuing the
-    axis (one iteration = mb2po.updates_per_iteration gradient steps)."""
+def _plot(workdir: Path, config: ml_collections.ConfigDict, last: str) -> None:
+    """The policy's evaluations against gradient steps: AWAC's, then MB2PO's
+    continuing the axis (one iteration = mb2po.updates_per_iteration steps);
+    or MOPO's alone."""
+    if last == phases.MOPO:
+        per = config.mopo.updates_per_iteration
+        plot_learning_curve(workdir / phases.MOPO, prefix="eval", out=workdir / "learning_curve.png",
+                            label="MOPO (SAC in the model MDP)",
+                            title=f"{config.dataset}: evaluation (x: iterations of {per} updates)")
+        return
     extra = {}
     mb2po_csv = workdir / phases.MB2PO / "metrics_eval.csv"
-    if fine_tune and mb2po_csv.exists():
+    if last == phases.MB2PO and mb2po_csv.exists():
         iterations, scores = read_series(mb2po_csv, "normalized_score")
         if iterations:
             offset, per = config.awac.num_steps, config.mb2po.updates_per_iteration

@@ -1,7 +1,7 @@
 """Orbax checkpoints of a train state plus the JSON metadata needed to trust it.
 
 A checkpoint holds two items: ``state`` (any pytree of arrays, e.g.
-:class:`mb2po_jax.awac.AWACState`) and ``meta`` (JSON: the run's config, the
+:class:`mb2po_jax.agents.awac.AWACState`) and ``meta`` (JSON: the run's config, the
 dataset fingerprint, the phase, the wall time spent so far). Keeping the
 config and the dataset fingerprint inside each checkpoint makes it
 self-describing: ``experiments.evaluate`` rebuilds the networks from it, and a

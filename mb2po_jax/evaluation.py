@@ -17,40 +17,15 @@ deterministic policy, independent of ``num_envs``.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-# D4RL reference returns (random policy, expert policy) used for normalisation;
-# from d4rl/infos.py (REF_MIN_SCORE / REF_MAX_SCORE).
-D4RL_REF_SCORES: dict[str, tuple[float, float]] = {
-    "hopper": (-20.272305, 3234.3),
-    "halfcheetah": (-280.178953, 12135.0),
-    "walker2d": (1.629008, 4592.3),
-}
+from mb2po_jax.envs import D4RL_REF_SCORES, lookup_ref_scores
 
 ActFn = Callable[[np.ndarray], Any]
-
-
-def _env_key(env: str) -> str:
-    """Maps 'Hopper-v5' / 'hopper' to the D4RL key 'hopper'."""
-    return re.sub(r"-v\d+$", "", env).lower()
-
-
-def lookup_ref_scores(env: str) -> tuple[float, float] | None:
-    """Returns D4RL (random, expert) returns for ``env``, or None if unknown.
-
-    Accepts bare names ('hopper'), gymnasium ids ('Hopper-v5') and D4RL
-    dataset names ('hopper-medium-v2'; the first dash-separated token is tried
-    as a fallback because the dataset flavour does not change the references).
-    """
-    key = _env_key(env)
-    if key in D4RL_REF_SCORES:
-        return D4RL_REF_SCORES[key]
-    return D4RL_REF_SCORES.get(key.split("-")[0])
 
 
 def normalized_score(

@@ -6,10 +6,13 @@
     train:   U AWAC updates (a lax.scan); each batch of B rows holds
              round(omega * B) dataset rows and B - round(omega * B) model rows
 
-all inside ONE ``jit``; metrics come back once per iteration. The AWAC update
-is the pretraining one (:mod:`mb2po_jax.awac`) with the fine-tuning
-temperature alpha from the config; the policy and critic start from the
-pretrained state.
+all inside ONE ``jit``; metrics come back once per iteration. In MB2PO the
+agent is AWAC (:mod:`mb2po_jax.agents.awac`) with the fine-tuning temperature
+alpha, starting from the pretrained state. Nothing here is specific to AWAC:
+:func:`make_fine_tuning` takes any agent of the :class:`mb2po_jax.agents.Agent`
+interface, a dynamics model and a termination function, so MOPO (SAC from
+scratch in the same conservative MDP, 5 % real rows) is the same loop with
+other values.
 
 ``round`` is round-half-up (``floor(omega * B + 0.5)``), so the split never
 depends on Python's banker's rounding; with the paper's B = 1024 it gives 10
@@ -18,17 +21,46 @@ real rows for omega = 0.01 and 819 for omega = 0.8.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
-from mb2po_jax import buffer as model_buffer
-from mb2po_jax.awac import AWACState, Metrics, reduce_chunk_metrics
-from mb2po_jax.data.transitions import Transitions, sample_batch
-from mb2po_jax.dynamics import DynamicsState
-from mb2po_jax.rollout import Rollout
+from mb2po_jax.agents import Agent, Metrics
+from mb2po_jax.model import buffer as model_buffer
+from mb2po_jax.model import rollout as model_rollout
+from mb2po_jax.model.dynamics import Dynamics, DynamicsState
+from mb2po_jax.termination import TerminationFn
+from mb2po_jax.training import reduce_chunk_metrics
+from mb2po_jax.transitions import Transitions, sample_batch
+
+
+@dataclasses.dataclass(frozen=True)
+class FineTuningConfig:
+    """One fine-tuning loop's settings (no defaults here: MB2PO's are the
+    config's ``mb2po`` section, MOPO's its ``mopo`` section)."""
+
+    horizon: int  # h, model steps per rollout
+    rollout_samples: int  # S model transitions per iteration (S / h start states)
+    penalty_coef: float  # lambda
+    uncertainty: str  # a registered penalty (mb2po_jax.model.penalties)
+    block_size: int  # rollout rows per block (memory only)
+    batch_size: int  # B
+    omega: float  # fraction of dataset rows in a batch
+    updates_per_iteration: int  # U
+    buffer_iterations: int  # K, iterations the model buffer keeps
+
+
+@flax.struct.dataclass
+class MB2POState:
+    """The fine-tuning phase's state: the agent, the model buffer, the count."""
+
+    agent: Any
+    buffer: model_buffer.ModelBuffer
+    iteration: jax.Array
 
 
 def real_batch_size(omega: float, batch_size: int) -> int:
@@ -53,21 +85,22 @@ def mixed_batch(
 
 
 def make_iteration(
-    update: Callable[[AWACState, Transitions, jax.Array], tuple[AWACState, Metrics]],
-    rollout: Callable[[DynamicsState, Any, jax.Array, jax.Array], Rollout],
+    agent: Agent,
+    rollout: Callable[[DynamicsState, Any, jax.Array, jax.Array], model_rollout.Rollout],
     *,
     batch_size: int,
     omega: float,
     num_updates: int,
-) -> Callable[..., tuple[AWACState, model_buffer.ModelBuffer, Metrics]]:
-    """Builds the jitted ``iteration(awac_state, buffer, dyn_state, dataset, key)``.
+) -> Callable[..., tuple[Any, model_buffer.ModelBuffer, Metrics]]:
+    """Builds the jitted ``iteration(agent_state, buffer, dyn_state, dataset, key)``.
 
     Args:
-        update: the AWAC update (built with the fine-tuning alpha).
-        rollout: from :func:`mb2po_jax.rollout.make_rollout`.
+        agent: its ``update`` trains, its ``policy_params`` roll out (in MB2PO,
+            AWAC built with the fine-tuning alpha).
+        rollout: from :func:`mb2po_jax.model.rollout.make_rollout`.
 
     Returns:
-        ``iteration(...) -> (awac_state, buffer, metrics)``; the buffer
+        ``iteration(...) -> (agent_state, buffer, metrics)``; the buffer
         argument is donated (updated in place). Metrics: the mean over the
         iteration's updates (the max for ``*_max`` statistics), the rollout statistics, and ``buffer_valid_rows``.
     """
@@ -75,44 +108,39 @@ def make_iteration(
     num_model = batch_size - num_real
 
     def iteration(
-        awac_state: AWACState, buffer: model_buffer.ModelBuffer, dyn_state: DynamicsState,
+        agent_state: Any, buffer: model_buffer.ModelBuffer, dyn_state: DynamicsState,
         dataset: Transitions, key: jax.Array,
     ):
         rollout_key, train_key = jax.random.split(key)
-        rolled = rollout(dyn_state, awac_state.policy_params, dataset.observations, rollout_key)
+        rolled = rollout(dyn_state, agent.policy_params(agent_state), dataset.observations,
+                         rollout_key)
         buffer = model_buffer.insert(buffer, rolled.transitions, rolled.valid)
 
         def body(state, step_key):
             batch_key, update_key = jax.random.split(step_key)
             batch = mixed_batch(dataset, buffer, batch_key, num_real, num_model)
-            return update(state, batch, update_key)
+            return agent.update(state, batch, update_key)
 
-        awac_state, metrics = jax.lax.scan(
-            body, awac_state, jax.random.split(train_key, num_updates)
+        agent_state, metrics = jax.lax.scan(
+            body, agent_state, jax.random.split(train_key, num_updates)
         )
         # Peaks (``*_max``) stay peaks over the iteration, so the divergence
         # guard sees a spike that a mean would hide.
         metrics = reduce_chunk_metrics(metrics)
         metrics.update(rolled.stats)
         metrics["buffer_valid_rows"] = model_buffer.num_valid(buffer).astype(jnp.float32)
-        return awac_state, buffer, metrics
+        return agent_state, buffer, metrics
 
     return jax.jit(iteration, donate_argnums=(1,))
 
 
-def make_diagnostics(
-    q_fn: Callable[[Any, jax.Array, jax.Array], jax.Array],
-    act_fn: Callable[[Any, jax.Array], jax.Array],
-    *,
-    num_rows: int = 1024,
-) -> Callable[..., Metrics]:
+def make_diagnostics(agent: Agent, *, num_rows: int = 1024) -> Callable[..., Metrics]:
     """Builds the jitted ``diagnostics(state, reference, buffer, dataset, key)``.
 
     What a fine-tuning run needs to be understood when it does not improve:
     the critic on real vs model rows (is model data inflating Q?) and how far
     the policy has moved from a reference (the pretrained policy) on dataset
-    states. Agent-agnostic: ``q_fn(state, obs [B, o], actions [B, a]) -> [B]``
-    and ``act_fn(state, obs [B, o]) -> [B, a]`` (deterministic action).
+    states, from the agent's ``q_value`` and deterministic ``act``.
 
     Returns:
         scalars ``q_real_mean``, ``q_model_mean`` (Q of ``num_rows`` dataset /
@@ -127,11 +155,63 @@ def make_diagnostics(
         real_key, model_key = jax.random.split(key)
         real = sample_batch(dataset, real_key, num_rows)
         model = model_buffer.sample(buffer, model_key, num_rows)
-        shift = act_fn(state, real.observations) - act_fn(reference, real.observations)
+        act = lambda s, obs: agent.act(agent.policy_params(s), obs)  # noqa: E731
+        shift = act(state, real.observations) - act(reference, real.observations)
         return {
-            "q_real_mean": jnp.mean(q_fn(state, real.observations, real.actions)),
-            "q_model_mean": jnp.mean(q_fn(state, model.observations, model.actions)),
+            "q_real_mean": jnp.mean(agent.q_value(state, real.observations, real.actions)),
+            "q_model_mean": jnp.mean(agent.q_value(state, model.observations, model.actions)),
             "policy_shift": jnp.mean(jnp.linalg.norm(shift, axis=-1)),
         }
 
     return diagnostics
+
+
+class FineTuning(NamedTuple):
+    """A fine-tuning loop built by :func:`make_fine_tuning`.
+
+    Attributes:
+        init: ``agent_state -> MB2POState`` with an empty model buffer.
+        step: ``(state, dyn_state, dataset, key, reference) -> (state, metrics)``,
+            one iteration plus the diagnostics against ``reference`` (an agent
+            state, e.g. the pretrained one); the old state's buffer is donated.
+    """
+
+    init: Callable[[Any], MB2POState]
+    step: Callable[..., tuple[MB2POState, Metrics]]
+
+
+def make_fine_tuning(
+    agent: Agent, dynamics: Dynamics, termination_fn: TerminationFn,
+    config: FineTuningConfig, *, obs_dim: int, act_dim: int,
+) -> FineTuning:
+    """Algorithm 1's loop for any agent in the conservative model MDP of
+    ``dynamics`` (rollouts with the agent's ``sample_action``)."""
+    cfg = config
+    step_fn = model_rollout.make_model_step(
+        dynamics, agent.sample_action, termination_fn, penalty_coef=cfg.penalty_coef,
+        uncertainty_rule=cfg.uncertainty, block_size=cfg.block_size)
+    rollout_fn = model_rollout.make_rollout(step_fn, horizon=cfg.horizon,
+                                            num_samples=cfg.rollout_samples)
+    iteration = make_iteration(agent, rollout_fn, batch_size=cfg.batch_size, omega=cfg.omega,
+                               num_updates=cfg.updates_per_iteration)
+    diagnostics = make_diagnostics(agent)
+
+    def init(agent_state: Any) -> MB2POState:
+        return MB2POState(
+            agent=agent_state,
+            buffer=model_buffer.init_buffer(cfg.buffer_iterations, cfg.rollout_samples,
+                                            obs_dim, act_dim),
+            iteration=jnp.zeros((), jnp.int32),
+        )
+
+    def step(state: MB2POState, dyn_state: DynamicsState, dataset: Transitions,
+             key: jax.Array, reference: Any) -> tuple[MB2POState, Metrics]:
+        agent_state, buffer, metrics = iteration(state.agent, state.buffer, dyn_state, dataset,
+                                                 key)
+        # Its own key stream (not the iteration's), so the training numbers
+        # are the same with or without this instrument.
+        metrics.update(diagnostics(agent_state, reference, buffer, dataset,
+                                   jax.random.fold_in(key, 1 << 30)))
+        return MB2POState(agent_state, buffer, state.iteration + 1), metrics
+
+    return FineTuning(init=init, step=step)

@@ -169,6 +169,13 @@ def sample(params: GMMParams, key: jax.Array, num_samples: int | None = None) ->
     return jnp.tanh(mean + std * noise)[..., 0, :]
 
 
+def sample_per_row(policy: "TanhGMMPolicy", policy_params, observations: jax.Array,
+                   keys: jax.Array) -> jax.Array:
+    """a ~ pi(.|s) with one key per row: [B, obs_dim], keys [B, 2] -> [B, act_dim]
+    (the agent interface's ``sample_action`` for a tanh-GMM policy)."""
+    return jax.vmap(sample)(policy.apply(policy_params, observations), keys)
+
+
 def deterministic_action(params: GMMParams) -> jax.Array:
     """The evaluation action: tanh of the mean of the most probable component.
 

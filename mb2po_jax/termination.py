@@ -15,7 +15,7 @@ input gives a scalar ``[]`` output). ``obs_dim`` is checked statically, so using
 observations that include the x position (``exclude_current_positions_from_
 observation=False``) fails loudly instead of testing the wrong indices.
 
-Use :func:`get_termination_fn` to look one up by env name.
+Look one up by env name with :func:`mb2po_jax.envs.get_termination_fn`.
 
 Source of truth: the gymnasium v5 envs we evaluate in
 ------------------------------------------------------
@@ -80,7 +80,6 @@ a float64 value within ~1e-7 of a threshold can round to the other side.
 from __future__ import annotations
 
 import math
-import re
 from typing import Callable
 
 import jax
@@ -96,11 +95,9 @@ __all__ = [
     "WALKER2D_HEALTHY_Z_RANGE",
     "WALKER2D_HEALTHY_ANGLE_RANGE",
     "HALFCHEETAH_OBS_DIM",
-    "TERMINATION_FNS",
     "hopper_termination_fn",
     "walker2d_termination_fn",
     "halfcheetah_termination_fn",
-    "get_termination_fn",
 ]
 
 TerminationFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -211,50 +208,3 @@ def halfcheetah_termination_fn(
     del observations, actions
     s = _check_obs_dim(next_observations, HALFCHEETAH_OBS_DIM, "halfcheetah")
     return jnp.zeros(s.shape[:-1], dtype=jnp.bool_)
-
-
-TERMINATION_FNS: dict[str, TerminationFn] = {
-    "hopper": hopper_termination_fn,
-    "halfcheetah": halfcheetah_termination_fn,
-    "walker2d": walker2d_termination_fn,
-}
-"""Env key (lower case, no version suffix) -> termination function."""
-
-
-def _env_key(env: str) -> str:
-    """``'Hopper-v5'`` / ``' hopper '`` -> ``'hopper'``."""
-    return re.sub(r"-v\d+$", "", env.strip()).lower()
-
-
-def get_termination_fn(env: str) -> TerminationFn:
-    """Returns the termination function for ``env``.
-
-    Args:
-        env: a bare name (``'hopper'``) or gymnasium id (``'Hopper-v5'``);
-            case-insensitive, a trailing ``-v<N>`` is stripped.
-
-    Returns:
-        ``fn(observations [..., obs_dim], actions [..., act_dim],
-        next_observations [..., obs_dim]) -> done bool [...]``.
-
-    Raises:
-        ValueError: no function is registered for ``env``. There is no silent
-            "never done" fallback: a missing termination function would let model
-            rollouts run through states the real env ends the episode in.
-    """
-    key = _env_key(env)
-    try:
-        return TERMINATION_FNS[key]
-    except KeyError:
-        raise ValueError(
-            f"No termination function for env {env!r} (looked up as {key!r}); "
-            f"supported envs: {sorted(TERMINATION_FNS)} (also as gymnasium ids such as "
-            f"'Hopper-v5'). To add one, write a pure-JAX "
-            f"fn(observations, actions, next_observations) -> bool[...] in "
-            f"mb2po_jax/termination.py that reproduces the gymnasium env's "
-            f"is_healthy/terminated on the observation, register it in "
-            f"TERMINATION_FNS under {key!r}, and add a test in "
-            f"tests/test_termination.py that checks it against the real env's "
-            f"`terminated` flag. If the env truly never terminates, register a "
-            f"never-done function explicitly, like halfcheetah_termination_fn."
-        ) from None

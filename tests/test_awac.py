@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mb2po_jax import networks
-from mb2po_jax.awac import (
+from mb2po_jax.agents.awac import (
     AWACConfig,
     advantage_weights,
     critic_target,
@@ -25,7 +25,7 @@ from mb2po_jax.awac import (
     make_train_steps,
     q_values,
 )
-from mb2po_jax.data.transitions import Transitions, sample_batch
+from mb2po_jax.transitions import Transitions, sample_batch
 
 EPS = 1e-2
 OBS_DIM, ACT_DIM = 3, 2
@@ -723,6 +723,9 @@ def test_awac_config_validates_target_selection_and_reads_new_fields():
     assert AWACConfig().target_selection == "online_min" and AWACConfig().log_std_max == 2.0
     config = AWACConfig.from_dict({"target_selection": "target_min", "log_std_max": 0.0, "num_steps": 5})
     assert (config.target_selection, config.log_std_max) == ("target_min", 0.0)
+    # num_steps is a run field the launcher reads; anything else is a typo.
+    with pytest.raises(ValueError, match=r"awac: unknown key\(s\) \['log_std_mx'\].*log_std_max"):
+        AWACConfig.from_dict({"log_std_mx": 0.0})
 
 
 def test_log_std_max_reaches_the_policy():

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mb2po_jax import buffer
-from mb2po_jax.data import Transitions
+from mb2po_jax.model import buffer
+from mb2po_jax.transitions import Transitions
 
 OBS_DIM, ACT_DIM = 2, 1
 

@@ -21,7 +21,6 @@ from minari.data_collector import EpisodeBuffer
 from mb2po_jax.data import (
     DatasetError,
     DatasetNotFoundError,
-    Transitions,
     d4rl_filename,
     env_name_from_id,
     fingerprint,
@@ -32,6 +31,7 @@ from mb2po_jax.data import (
     resolve_dataset,
     validate_transitions,
 )
+from mb2po_jax.transitions import Transitions
 
 OBS_DIM, ACT_DIM = 3, 2
 # Three episodes in one file: rows 0-2 end in a terminal, rows 3-6 end in a

@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mb2po_jax import dynamics
-from mb2po_jax.data import Transitions
+from mb2po_jax.model import dynamics
+from mb2po_jax.transitions import Transitions
 
 OBS_DIM, ACT_DIM = 3, 2
 DELTA_NOISE = np.array([0.05, 0.1, 0.2], np.float32)

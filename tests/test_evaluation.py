@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mb2po_jax.evaluation import D4RL_REF_SCORES, evaluate, normalized_score
+from mb2po_jax.envs import D4RL_REF_SCORES
+from mb2po_jax.evaluation import evaluate, normalized_score
 
 ENV_ID = "Hopper-v5"
 ACT_DIM = 3

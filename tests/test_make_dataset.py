@@ -23,14 +23,14 @@ import minari
 import numpy as np
 import pytest
 
-from mb2po_jax import evaluation
+from mb2po_jax import envs
 from mb2po_jax.checkpoint import Checkpointer
 from mb2po_jax.data import generation, load_minari, resolve_dataset
 from mb2po_jax.data.registry import KINDS, local_minari_id
-from mb2po_jax.sac import SACConfig
+from mb2po_jax.agents.sac import SACConfig
 
 REPO = Path(__file__).resolve().parents[1]
-HOPPER_REFS = evaluation.D4RL_REF_SCORES["hopper"]
+HOPPER_REFS = envs.D4RL_REF_SCORES["hopper"]
 OBS_DIM, ACT_DIM = 11, 3
 
 

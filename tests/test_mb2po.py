@@ -7,8 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mb2po_jax import awac, buffer, dynamics, mb2po, rollout
-from mb2po_jax.data import Transitions
+from mb2po_jax import mb2po
+from mb2po_jax.model import buffer, dynamics, rollout
+from mb2po_jax.agents import awac
+from mb2po_jax.transitions import Transitions
 
 OBS_DIM, ACT_DIM = 3, 2
 
@@ -56,9 +58,9 @@ def _setup(alpha=1.0):
     data = _dataset()
     dyn_state = dyn.init(jax.random.PRNGKey(1), dynamics.make_dynamics_data(data))
     never = lambda o, a, n: jnp.zeros(o.shape[:-1], bool)  # noqa: E731
-    step = rollout.make_model_step(dyn, agent.policy, never, penalty_coef=1.0, block_size=32)
+    step = rollout.make_model_step(dyn, agent.sample_action, never, penalty_coef=1.0, block_size=32)
     roll = rollout.make_rollout(step, horizon=2, num_samples=64)
-    iteration = mb2po.make_iteration(agent.update, roll, batch_size=16, omega=0.25, num_updates=5)
+    iteration = mb2po.make_iteration(agent, roll, batch_size=16, omega=0.25, num_updates=5)
     return agent, dyn_state, data, iteration
 
 

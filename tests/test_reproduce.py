@@ -20,7 +20,7 @@ import pytest
 from experiments import repro_report, reproduce
 from experiments.common import UsageError
 from experiments.configs.base import paper_config
-from experiments.phase_runner import InterruptedRun, TrainingDivergedError
+from mb2po_jax.runner import InterruptedRun, TrainingDivergedError
 
 TASK = "hopper-mixed"
 SEEDS = [0, 1]
@@ -220,7 +220,7 @@ def test_lift_pairs_seeds():
 
 def test_dataset_scores_count_episodes_and_returns(monkeypatch):
     from experiments.common import PreparedData
-    from mb2po_jax.data import Transitions
+    from mb2po_jax.transitions import Transitions
 
     rewards = np.array([1, 1, 1, 2, 2, 3, 3, 3, 3], np.float32)
     terminals = np.array([0, 0, 1, 0, 0, 0, 0, 0, 0], np.float32)

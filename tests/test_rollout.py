@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mb2po_jax import dynamics, networks, rollout
+from mb2po_jax import networks
+from mb2po_jax.model import dynamics, penalties, rollout
 
 OBS_DIM, ACT_DIM, D = 3, 2, 4  # D = obs_dim + 1 (delta s, r)
 
@@ -18,11 +21,32 @@ def test_uncertainty_rules_against_hand_computation() -> None:
     std = np.array([[[1.0, 2.0]], [[3.0, 0.5]]])
     logvar = jnp.asarray(np.log(std**2))
     # max_i ||sigma_i||_2 = max(sqrt(5), sqrt(9.25)).
-    np.testing.assert_allclose(rollout.uncertainty(logvar, "max_std_norm"), [np.sqrt(9.25)], rtol=1e-6)
+    np.testing.assert_allclose(penalties.max_std_norm(None, logvar), [np.sqrt(9.25)], rtol=1e-6)
     # max_i ||diag(sigma_i^2)||_F = max(sqrt(1 + 16), sqrt(81 + 0.0625)).
-    np.testing.assert_allclose(rollout.uncertainty(logvar, "max_frobenius"), [np.sqrt(81.0625)], rtol=1e-6)
-    with pytest.raises(ValueError, match="max_std_norm"):
-        rollout.uncertainty(logvar, "mean")
+    np.testing.assert_allclose(penalties.max_frobenius(None, logvar), [np.sqrt(81.0625)], rtol=1e-6)
+    with pytest.raises(ValueError, match=r"mb2po\.uncertainty='mean'.*max_frobenius.*max_std_norm"):
+        penalties.get_penalty("mean")
+
+
+def test_registered_penalty_reaches_the_rollout_step() -> None:
+    dyn, state, policy, policy_params = _models()
+    obs = jax.random.normal(jax.random.PRNGKey(2), (8, OBS_DIM))
+    sample = functools.partial(networks.sample_per_row, policy)
+
+    @penalties.register_penalty("test_constant_two")
+    def constant(means, logvars):
+        return jnp.full(means.shape[1:-1], 2.0)
+
+    try:
+        out = rollout.make_model_step(dyn, sample, _never, penalty_coef=1.5,
+                                      uncertainty_rule="test_constant_two")(
+            state, policy_params, obs, jax.random.PRNGKey(3))
+        np.testing.assert_allclose(out.uncertainty, 2.0)
+        np.testing.assert_allclose(out.penalized_rewards, out.model_rewards - 3.0, rtol=1e-6)
+        with pytest.raises(ValueError, match="already registered"):
+            penalties.register_penalty("test_constant_two")(constant)
+    finally:
+        del penalties.PENALTIES["test_constant_two"]
 
 
 def _models(num_members=3, elites=None):
@@ -51,7 +75,7 @@ def test_step_penalty_members_and_block_independence() -> None:
     params["params"]["max_logvar"] = jnp.full_like(params["params"]["max_logvar"], -29.0)
     state = state.replace(params=params)
     obs = jax.random.normal(jax.random.PRNGKey(2), (300, OBS_DIM))
-    step = rollout.make_model_step(dyn, policy, _never, penalty_coef=2.5, block_size=64)
+    step = rollout.make_model_step(dyn, functools.partial(networks.sample_per_row, policy), _never, penalty_coef=2.5, block_size=64)
     out = jax.jit(step)(state, policy_params, obs, jax.random.PRNGKey(3))
     chex.assert_shape([out.next_observations], (300, OBS_DIM))
     chex.assert_shape([out.penalized_rewards, out.uncertainty, out.dones], (300,))
@@ -63,12 +87,12 @@ def test_step_penalty_members_and_block_independence() -> None:
     assert np.all(dist.min(0) < 1e-4)
     assert set(closest) == {0, 2}  # only elites, both of them
     assert 0.35 < np.mean(closest == 0) < 0.65
-    expected_u = rollout.uncertainty(logvar[jnp.array([0, 2])])
+    expected_u = penalties.max_std_norm(None, logvar[jnp.array([0, 2])])
     np.testing.assert_allclose(out.uncertainty, expected_u, rtol=1e-5)
     np.testing.assert_allclose(out.penalized_rewards, out.model_rewards - 2.5 * expected_u, rtol=1e-5, atol=1e-6)
 
     # The block size is a memory setting: the numbers do not depend on it.
-    other = rollout.make_model_step(dyn, policy, _never, penalty_coef=2.5, block_size=7)
+    other = rollout.make_model_step(dyn, functools.partial(networks.sample_per_row, policy), _never, penalty_coef=2.5, block_size=7)
     out7 = jax.jit(other)(state, policy_params, obs, jax.random.PRNGKey(3))
     for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(out7)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
@@ -80,7 +104,7 @@ def test_rollout_masks_after_termination() -> None:
     def done_if_positive(obs, act, next_obs):  # ~half the rows end at each step
         return next_obs[..., 0] > obs[..., 0]
 
-    step = rollout.make_model_step(dyn, policy, done_if_positive, penalty_coef=1.0, block_size=32)
+    step = rollout.make_model_step(dyn, functools.partial(networks.sample_per_row, policy), done_if_positive, penalty_coef=1.0, block_size=32)
     horizon, samples = 4, 400
     run = jax.jit(rollout.make_rollout(step, horizon=horizon, num_samples=samples))
     pool = jax.random.normal(jax.random.PRNGKey(5), (50, OBS_DIM))

@@ -19,7 +19,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import common, phase_runner, phases
+from experiments import common, phases
+from mb2po_jax import runner as phase_runner
 from experiments.configs.base import PAPER_MB2PO_TABLE, get_base_config
 from experiments.evaluate import evaluate_checkpoint
 from experiments.run import run, validate_config
@@ -423,3 +424,74 @@ def test_dynamics_early_stopping_ends_the_phase_and_resumes_as_finished(
     assert (tmp_path / "dynamics" / "metrics_train.csv").read_text() == train_csv
     with Checkpointer(tmp_path / "checkpoints" / "dynamics") as checkpointer:
         assert checkpointer.all_steps() == [10]
+
+
+def tiny_mopo_config(source: Path):
+    """MOPO at a tiny scale, its dynamics phase taken from ``source``."""
+    config = _from(source, tiny_config(fine_tune=True))
+    config.init.awac_workdir = None  # MOPO has no AWAC phase
+    config.algorithm = "mopo"
+    config.mopo.num_iterations = 4
+    config.mopo.horizon = 2
+    config.mopo.rollout_samples = 64
+    config.mopo.updates_per_iteration = 3
+    config.mopo.buffer_iterations = 3
+    config.mopo.batch_size = 16
+    config.mopo.block_size = 32
+    config.mopo.eval_every = 2
+    config.mopo.checkpoint_every = 2
+    config.mopo.sac.hidden_dims = (16, 16)
+    return config
+
+
+def test_mopo_runs_from_config_resumes_exactly_and_evaluates(
+        full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tiny_mopo_config(full_run)
+    straight = run(config, tmp_path / "straight")
+    assert straight["algorithm"] == "mopo" and straight["steps"] == 4
+    assert straight["awac_normalized_score"] is None and straight["mb2po_normalized_score"] is None
+    assert straight["mopo_normalized_score"] == straight["normalized_score"]
+    assert set(straight["phases"]) == {"dynamics", "mopo"}
+    assert not (tmp_path / "straight" / "checkpoints" / "awac").exists()
+    header = (tmp_path / "straight" / "mopo" / "metrics_train.csv").read_text().splitlines()[0]
+    for column in ("critic_loss", "actor_loss", "temperature", "rollout_uncertainty_mean",
+                   "q_real_mean", "q_model_mean", "policy_shift", "buffer_valid_rows"):
+        assert column in header
+    assert (tmp_path / "straight" / "learning_curve.png").stat().st_size > 0
+    evaluated = evaluate_checkpoint(tmp_path / "straight")
+    assert evaluated["phase"] == "mopo" and evaluated["returns"] == straight["returns"]
+    # The agent's own counter: 4 iterations x 3 SAC updates.
+    assert evaluated["updates"] == 12
+
+    real_make = phases.mb2po.make_iteration
+
+    def make_interrupting(*args, **kwargs):
+        iteration, calls = real_make(*args, **kwargs), []
+
+        def wrapped(*a):
+            calls.append(1)
+            if len(calls) == 3:  # after iteration 2 was checkpointed
+                raise KeyboardInterrupt
+            return iteration(*a)
+
+        return wrapped
+
+    monkeypatch.setattr(phases.mb2po, "make_iteration", make_interrupting)
+    with pytest.raises(phase_runner.InterruptedRun, match="'mopo'.*step 2"):
+        run(config, tmp_path / "resumed")
+    monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
+    resumed = run(config, tmp_path / "resumed")
+    assert resumed["returns"] == straight["returns"]
+    read = lambda d: (d / "mopo" / "metrics_train.csv").read_text()  # noqa: E731
+    assert read(tmp_path / "resumed") == read(tmp_path / "straight")
+
+
+def test_config_field_nothing_reads_is_refused_by_name() -> None:
+    config = tiny_config()
+    config.mb2po.horizn = 3  # a typo: nothing reads it
+    with pytest.raises(common.UsageError, match=r"\['mb2po\.horizn'\].*not read by anything"):
+        validate_config(config)
+    config = tiny_config()
+    config.algorithm = "cql"
+    with pytest.raises(common.UsageError, match=r"--config\.algorithm='cql'.*mb2po.*mopo"):
+        validate_config(config)

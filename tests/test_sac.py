@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mb2po_jax import sac
-from mb2po_jax.data.transitions import Transitions
+from mb2po_jax.agents import sac
+from mb2po_jax.transitions import Transitions, sample_prefix
 
 OBS_DIM, ACT_DIM, BATCH = 4, 2, 16
 # tau large so a wrong soft-update rate shows far above float32 noise.
@@ -197,7 +197,7 @@ def test_train_steps_scan_equals_loop_and_samples_only_the_filled_rows(
     scanned, metrics = sac.make_train_steps(agent.update, 8, steps)(state, buffer, size, key)
 
     looped, losses = state, []
-    sample = jax.jit(lambda b, n, k: sac.sample_prefix(b, n, k, 8))
+    sample = jax.jit(lambda b, n, k: sample_prefix(b, n, k, 8))
     for step_key in jax.random.split(key, steps):
         batch_key, update_key = jax.random.split(step_key)
         looped, m = update(looped, sample(buffer, size, batch_key), update_key)
@@ -208,8 +208,10 @@ def test_train_steps_scan_equals_loop_and_samples_only_the_filled_rows(
     assert int(scanned.step) == steps
 
 
-def test_config_from_dict_ignores_unknown_keys() -> None:
-    config = sac.SACConfig.from_dict({"hidden_dims": [32, 32], "tau": 0.01, "unrelated": 1})
+def test_config_from_dict_refuses_unknown_keys() -> None:
+    with pytest.raises(ValueError, match=r"sac: unknown key\(s\) \['unrelated'\].*tau"):
+        sac.SACConfig.from_dict({"hidden_dims": [32, 32], "tau": 0.01, "unrelated": 1})
+    config = sac.SACConfig.from_dict({"hidden_dims": [32, 32], "tau": 0.01})
     assert config.hidden_dims == (32, 32) and config.tau == 0.01
     assert sac.SACConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError):

@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 
 from mb2po_jax import termination as T
+from mb2po_jax.envs import ENVS, get_termination_fn
 from mb2po_jax.termination import (
-    TERMINATION_FNS,
-    get_termination_fn,
     halfcheetah_termination_fn,
     hopper_termination_fn,
     walker2d_termination_fn,
@@ -266,9 +265,9 @@ def test_unknown_env_raises(env):
         get_termination_fn(env)
     msg = str(info.value)
     assert repr(env) in msg
-    for name in TERMINATION_FNS:
+    for name in ENVS:
         assert name in msg
-    assert "TERMINATION_FNS" in msg and "To add one" in msg
+    assert "mb2po_jax/envs.py" in msg and "To add one" in msg
 
 
 @pytest.mark.parametrize("name", ["hopper", "walker2d", "halfcheetah"])

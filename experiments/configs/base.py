@@ -17,6 +17,11 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from mb2po_jax.agents.awac import AWACConfig
+from mb2po_jax.agents.sac import SACConfig
+from mb2po_jax.model.dynamics import DynamicsConfig
+from mb2po_jax.training import defaults
+
 # Appendix 7.3: (alpha, omega, h, lambda) per task. alpha is the AWAC
 # temperature during MB2PO fine-tuning, omega the fraction of real data in a
 # fine-tuning batch, h the model-rollout horizon, lambda the uncertainty
@@ -37,6 +42,24 @@ PAPER_MB2PO_TABLE: dict[str, tuple[float, float, int, float]] = {
     "halfcheetah-mixed": (1.0, 0.01, 5, 1.0),
     "hopper-mixed": (1.0, 0.01, 1, 1.0),
     "walker2d-mixed": (1.0, 0.01, 1, 1.0),
+}
+
+
+# MOPO's reference code (examples/config/d4rl/*.py): (h, lambda) per task;
+# "mixed" is medium-replay. MOPO has no expert configs.
+MOPO_TABLE: dict[str, tuple[int, float]] = {
+    "halfcheetah-random": (5, 0.5),
+    "hopper-random": (5, 1.0),
+    "walker2d-random": (1, 1.0),
+    "halfcheetah-medium": (1, 1.0),
+    "hopper-medium": (5, 5.0),
+    "walker2d-medium": (5, 5.0),
+    "halfcheetah-mixed": (5, 1.0),
+    "hopper-mixed": (5, 1.0),
+    "walker2d-mixed": (1, 1.0),
+    "halfcheetah-medium-expert": (5, 5.0),
+    "hopper-medium-expert": (5, 1.0),
+    "walker2d-medium-expert": (1, 2.0),
 }
 
 
@@ -63,53 +86,27 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.make_dataset.policy = "random"
     config.make_dataset.seed = 0
 
-    # AWAC pretraining (appendix 7.1; field names match awac.AWACConfig).
+    # AWAC pretraining (appendix 7.1): the run length and batch size, then
+    # every hyperparameter of agents.awac.AWACConfig with its default (declared
+    # there once, with the paper's values and the named deviations
+    # target_selection / log_std_max for ablations, docs/results.md).
     config.awac = ml_collections.ConfigDict()
     config.awac.num_steps = 500_000
     config.awac.batch_size = 1024
-    config.awac.discount = 0.99
-    config.awac.tau = 5e-3
-    config.awac.alpha = 1.0
-    config.awac.max_weight = 20.0
-    config.awac.num_advantage_samples = 10
-    config.awac.policy_lr = 3e-4
-    config.awac.critic_lr = 3e-4
-    config.awac.policy_weight_decay = 1e-4
-    config.awac.hidden_dims = (256, 256, 256, 256)
-    config.awac.num_critics = 2
-    config.awac.num_quantiles = 100
-    config.awac.num_components = 5
-    config.awac.huber_kappa = 1.0
-    config.awac.transform_eps = 1e-2
-    config.awac.loss_chunk_size = 256
-    # Named deviations from the paper, for ablations (docs/results.md):
-    # "online_min" (the paper's clipped double Q, read as double-DQN
-    # selection) or "target_min" (TD3's minimum over target critics).
-    config.awac.target_selection = "online_min"
-    config.awac.log_std_max = 2.0  # policy components' log-std bound (rlkit: 0)
+    config.awac.update(defaults(AWACConfig))
 
-    # Dynamics ensemble (appendix 7.2; field names match dynamics.DynamicsConfig).
+    # Dynamics ensemble (appendix 7.2): steps and per-member batch size, then
+    # model.dynamics.DynamicsConfig's defaults (the paper's; nll_reduction and
+    # early_stopping are MOPO's reference-code deviations, for ablations).
     config.dynamics = ml_collections.ConfigDict()
     config.dynamics.num_steps = 100_000
     config.dynamics.batch_size = 256  # per member: each member draws its own
-    config.dynamics.num_members = 5
-    config.dynamics.num_elites = 5  # the paper uses every member
-    config.dynamics.hidden_dims = (200, 200, 200, 200)
-    config.dynamics.learning_rate = 1e-3
-    config.dynamics.weight_decay = 1e-4
-    config.dynamics.bound_coef = 0.01
-    config.dynamics.init_max_logvar = 0.5
-    config.dynamics.init_min_logvar = -10.0
-    config.dynamics.holdout_fraction = 0.1
-    config.dynamics.max_holdout = 5000
-    # Named deviations (MOPO's reference code) for ablations: "mean" averages
-    # the NLL over output dims instead of summing; early_stopping keeps each
-    # member's best-held-out snapshot and stops after `patience` chunks
-    # without a > improvement_threshold relative improvement.
-    config.dynamics.nll_reduction = "sum"
-    config.dynamics.early_stopping = False
-    config.dynamics.patience = 5
-    config.dynamics.improvement_threshold = 0.01
+    config.dynamics.update(defaults(DynamicsConfig))
+
+    # Which fine-tuning algorithm follows the dynamics phase: "mb2po" (the
+    # paper: AWAC pretraining, then MB2PO) or "mopo" (MOPO, the paper's main
+    # comparison: SAC from scratch in the same conservative MDP, no AWAC).
+    config.algorithm = "mb2po"
 
     # MB2PO fine-tuning (appendix 7.3); the per-task values come from
     # PAPER_MB2PO_TABLE via paper_config(). num_iterations = 0 runs AWAC only.
@@ -125,12 +122,36 @@ def get_base_config() -> ml_collections.ConfigDict:
     # (K * rollout_samples rows; ~11 GB float32 for hopper at paper scale).
     config.mb2po.buffer_iterations = 100
     # u(s, a): "max_std_norm" (MOPO, the paper's text) or "max_frobenius"
-    # (Algorithm 1 as printed); see mb2po_jax.rollout.
+    # (Algorithm 1 as printed); see mb2po_jax.model.rollout.
     config.mb2po.uncertainty = "max_std_norm"
     config.mb2po.block_size = 2048  # rollout rows per block (memory only)
     config.mb2po.eval_every = 25  # iterations
     config.mb2po.checkpoint_every = 25  # iterations; a checkpoint holds the buffer
     config.mb2po.keep_checkpoints = 2
+
+    # MOPO (Yu et al., 2020) with its reference code's defaults
+    # (github.com/tianheyu927/mopo, examples/config/d4rl): each epoch rolls out
+    # 50k start states for h steps with the current policy, then makes 1000 SAC
+    # updates of batch 256 with 5 % dataset rows; the model pool keeps the last
+    # 5 epochs. h and lambda per task come from MOPO_TABLE via paper_config().
+    config.mopo = ml_collections.ConfigDict()
+    config.mopo.horizon = 5
+    config.mopo.penalty_coef = 1.0
+    config.mopo.num_iterations = 1000  # epochs of updates_per_iteration updates
+    config.mopo.rollout_samples = 50_000 * 5  # 50k start states x h
+    config.mopo.updates_per_iteration = 1000
+    config.mopo.buffer_iterations = 5
+    config.mopo.real_ratio = 0.05
+    config.mopo.batch_size = 256
+    config.mopo.uncertainty = "max_std_norm"  # MOPO's penalty
+    config.mopo.block_size = 2048
+    config.mopo.eval_every = 25
+    config.mopo.checkpoint_every = 25
+    config.mopo.keep_checkpoints = 2
+    # SAC (agents.sac.SACConfig's defaults: 2 x 256, lr 3e-4, tau 5e-3,
+    # automatic entropy tuning) with MOPO's fixed target entropy of -3.
+    config.mopo.sac = ml_collections.ConfigDict(defaults(SACConfig))
+    config.mopo.sac.target_entropy = -3.0
 
     # Divergence guard: stop when |Q| exceeds factor * max|r| / (1 - gamma).
     config.guard = ml_collections.ConfigDict()
@@ -172,6 +193,9 @@ def paper_config(task: str) -> ml_collections.ConfigDict:
     config.mb2po.omega = omega
     config.mb2po.horizon = horizon
     config.mb2po.penalty_coef = penalty
+    if task in MOPO_TABLE:
+        config.mopo.horizon, config.mopo.penalty_coef = MOPO_TABLE[task]
+        config.mopo.rollout_samples = 50_000 * config.mopo.horizon
     return config
 
 

@@ -3,7 +3,7 @@
 D4RL's datasets cannot be downloaded on every machine, and Minari's hosted
 Gymnasium-v5 ports lack the random, medium-replay and medium-expert kinds, so
 the project makes them itself the way D4RL did: train SAC
-(:mod:`mb2po_jax.sac`) online in a gymnasium MuJoCo env and record
+(:mod:`mb2po_jax.agents.sac`) online in a gymnasium MuJoCo env and record
 
 * ``random``: rollouts of the *randomly initialised* SAC actor, with actions
   sampled from its tanh-Gaussian (as D4RL; not uniform noise: the initial
@@ -82,20 +82,18 @@ import numpy as np
 from minari.data_collector import EpisodeBuffer
 from minari.storage.datasets_root_dir import get_dataset_path
 
-from mb2po_jax import sac as sac_lib
+from mb2po_jax.agents import sac as sac_lib
 from mb2po_jax.checkpoint import Checkpointer, describe_differences
 from mb2po_jax.data.loaders import minari_dataset_exists, minari_store_path
-from mb2po_jax.data.registry import ENV_IDS, KINDS, local_minari_id
-from mb2po_jax.data.transitions import Transitions
-from mb2po_jax.evaluation import evaluate, lookup_ref_scores, normalized_score
+from mb2po_jax.data.registry import KINDS, local_minari_id
+from mb2po_jax.envs import ENV_IDS, UNIT_ACTION_GYM_IDS, lookup_ref_scores
+from mb2po_jax.transitions import Transitions
+from mb2po_jax.evaluation import evaluate, normalized_score
 
 logger = logging.getLogger(__name__)
 
 D4RL_DATASET_SIZE = 1_000_000  # transitions in D4RL's random/medium/expert sets
 ROLLOUT_KINDS = ("random", "medium", "expert")
-# Gymnasium's MuJoCo v5 envs whose actions lie in [-1, 1] (gymnasium 1.4).
-MUJOCO_UNIT_ACTION_IDS = ("Ant-v5", "HalfCheetah-v5", "Hopper-v5", "InvertedDoublePendulum-v5",
-                          "Reacher-v5", "Swimmer-v5", "Walker2d-v5")
 CARD_FILE = "data_card.json"
 CARD_VERSION = 1
 # D4RL's names for the kinds (for the card).
@@ -224,7 +222,7 @@ def resolve_env(env: str) -> tuple[str, str]:
     raise GenerationError(
         f"--env={env}: unknown environment; valid: {', '.join(sorted(ENV_IDS))} (the "
         f"paper's, D4RL reference scores known), or any registered gymnasium MuJoCo id "
-        f"with actions in [-1, 1]: {', '.join(MUJOCO_UNIT_ACTION_IDS)}."
+        f"with actions in [-1, 1]: {', '.join(UNIT_ACTION_GYM_IDS)}."
     )
 
 
@@ -250,7 +248,7 @@ def env_dims(env_id: str) -> tuple[int, int]:
                 f"--env={env_id}: actions span [{act_space.low.min()}, "
                 f"{act_space.high.max()}], but datasets must have actions in [-1, 1] (the "
                 f"tanh policy's range, and what evaluation runs); choose an env with "
-                f"[-1, 1] actions: {', '.join(MUJOCO_UNIT_ACTION_IDS)}."
+                f"[-1, 1] actions: {', '.join(UNIT_ACTION_GYM_IDS)}."
             )
         return int(obs_space.shape[0]), int(act_space.shape[0])
     finally:
@@ -1346,7 +1344,7 @@ def make_datasets(
             + f"seed {cfg.seed}. Made by mb2po_jax.data.generation.")
         path = write_minari_dataset(
             dataset_id, episodes, cfg.env_id, refs=refs,
-            algorithm_name=f"SAC (mb2po_jax.sac), {kind} data", description=description,
+            algorithm_name=f"SAC (mb2po_jax.agents.sac), {kind} data", description=description,
             overwrite=True)
         card["wall_seconds"]["write"] = time.time() - t0
         card["wall_seconds"]["total_this_kind"] = (

@@ -27,7 +27,7 @@ import minari
 import numpy as np
 from minari.storage.datasets_root_dir import get_dataset_path
 
-from mb2po_jax.data.transitions import Transitions
+from mb2po_jax.transitions import Transitions
 from mb2po_jax.data.validation import DatasetError, check_same_length
 
 logger = logging.getLogger(__name__)

@@ -24,16 +24,12 @@ from mb2po_jax.data.loaders import (
     minari_dataset_exists,
     minari_store_path,
 )
-from mb2po_jax.data.transitions import Transitions
+from mb2po_jax.envs import ENV_IDS
+from mb2po_jax.transitions import Transitions
 from mb2po_jax.data.validation import validate_transitions
 
 logger = logging.getLogger(__name__)
 
-ENV_IDS: dict[str, str] = {
-    "hopper": "Hopper-v5",
-    "halfcheetah": "HalfCheetah-v5",
-    "walker2d": "Walker2d-v5",
-}
 KINDS: tuple[str, ...] = ("random", "medium", "mixed", "expert", "medium-expert")
 
 # The paper's "-mixed" is D4RL's replay buffer of a medium agent.

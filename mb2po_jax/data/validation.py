@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mb2po_jax.data.transitions import Transitions
+from mb2po_jax.transitions import Transitions
 
 # Policies squash actions with tanh, so the data must live in the same box. A
 # tiny slack absorbs float32 round-off in stored datasets (e.g. 1.0000001).

@@ -1,4 +1,5 @@
-"""The one transitions pytree every learner consumes.
+"""The one transitions pytree every learner consumes (the ground floor: it
+imports nothing from the project).
 
 All arrays share the leading dimension N (number of transitions). Loaders
 produce numpy arrays of any dtype; :func:`to_device` casts at the boundary so
@@ -54,4 +55,11 @@ def to_device(data: Transitions) -> Transitions:
 def sample_batch(data: Transitions, key: jax.Array, batch_size: int) -> Transitions:
     """Uniformly samples ``batch_size`` transitions with replacement (jittable)."""
     idx = jax.random.randint(key, (batch_size,), 0, len(data))
+    return jax.tree.map(lambda x: x[idx], data)
+
+
+def sample_prefix(data: Transitions, size: jax.Array, key: jax.Array, batch_size: int) -> Transitions:
+    """Uniformly samples ``batch_size`` rows (with replacement) from the first
+    ``size`` rows of a fixed-capacity buffer (``size`` may be traced)."""
+    idx = jax.random.randint(key, (batch_size,), 0, size)
     return jax.tree.map(lambda x: x[idx], data)

@@ -2,20 +2,16 @@
 
 One step of the conservative MDP from states s (rows):
 
-    a ~ pi(.|s)                                 (current tanh-GMM policy)
+    a ~ pi(.|s)                                 (the current policy)
     i ~ Uniform(elites)                          (one member per row)
     (s' - s, r) ~ N(mu_i(s, a), diag(sigma_i^2(s, a)))
     r~ = r - lambda * u(s, a)
     done = termination_fn(s, a, s')
 
-with the uncertainty u taken over the members in use (the elites; by default
-all N, as the paper):
-
-* ``"max_std_norm"`` (default; MOPO's rule, which the paper's text follows:
-  "the maximum standard deviation across an ensemble"):
-  ``u = max_i ||sigma_i(s, a)||_2``, sigma_i the std of (delta s, r);
-* ``"max_frobenius"`` (Algorithm 1 as printed): ``u = max_i ||Sigma_i||_F``
-  with Sigma_i = diag(sigma_i^2), i.e. ``max_i sqrt(sum_d sigma_id^4)``.
+with the uncertainty u (a registered penalty, :mod:`mb2po_jax.model.penalties`)
+taken over the members in use (the elites; by default all N, as the paper).
+The policy is any agent's ``sample_action`` (:mod:`mb2po_jax.agents`): this
+module knows nothing about the policy's family.
 
 The rollout draws B = samples / h start states uniformly from the dataset and
 runs h steps as ONE ``lax.scan`` under the caller's ``jit``. Inside a step,
@@ -34,23 +30,13 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from mb2po_jax import networks
-from mb2po_jax.data.transitions import Transitions
-from mb2po_jax.dynamics import Dynamics, DynamicsState
+from mb2po_jax.transitions import Transitions
+from mb2po_jax.model.dynamics import Dynamics, DynamicsState
+from mb2po_jax.model.penalties import get_penalty
+from mb2po_jax.termination import TerminationFn
 
-UNCERTAINTY_RULES = ("max_std_norm", "max_frobenius")
-TerminationFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-
-
-def uncertainty(logvar: jax.Array, rule: str = "max_std_norm") -> jax.Array:
-    """u(s, a) from the members' log-variances [M, ..., D] -> [...]."""
-    if rule == "max_std_norm":
-        per_member = jnp.sqrt(jnp.sum(jnp.exp(logvar), axis=-1))  # ||sigma||_2
-    elif rule == "max_frobenius":
-        per_member = jnp.sqrt(jnp.sum(jnp.exp(2.0 * logvar), axis=-1))  # ||diag(sigma^2)||_F
-    else:
-        raise ValueError(f"Unknown uncertainty rule '{rule}'; valid: {list(UNCERTAINTY_RULES)}.")
-    return jnp.max(per_member, axis=0)
+# (policy_params, obs [B, obs_dim], keys [B, 2]) -> actions [B, act_dim]
+SampleAction = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 
 @flax.struct.dataclass
@@ -68,25 +54,25 @@ class StepOutput:
 
 def make_model_step(
     dynamics: Dynamics,
-    policy: networks.TanhGMMPolicy,
+    sample_action: SampleAction,
     termination_fn: TerminationFn,
     *,
     penalty_coef: float,
     uncertainty_rule: str = "max_std_norm",
     block_size: int = 2048,
 ) -> Callable[[DynamicsState, Any, jax.Array, jax.Array], StepOutput]:
-    """Returns ``step(dyn_state, policy_params, observations [B, obs], key)``."""
-    if uncertainty_rule not in UNCERTAINTY_RULES:
-        raise ValueError(
-            f"Unknown uncertainty rule '{uncertainty_rule}'; valid: {list(UNCERTAINTY_RULES)}."
-        )
+    """Returns ``step(dyn_state, policy_params, observations [B, obs], key)``.
+
+    ``sample_action`` is the acting agent's (:class:`mb2po_jax.agents.Agent`);
+    ``uncertainty_rule`` names a registered penalty.
+    """
+    penalty = get_penalty(uncertainty_rule)
 
     def block_step(dyn_state: DynamicsState, policy_params, obs: jax.Array, row_keys: jax.Array):
         # One key per row (not per block), so results do not depend on the
         # block size, a speed/memory setting.
         keys = jax.vmap(lambda k: jax.random.split(k, 3))(row_keys)  # [rows, 3, 2]
-        gmm = policy.apply(policy_params, obs)
-        actions = jax.vmap(networks.sample)(gmm, keys[:, 0])
+        actions = sample_action(policy_params, obs, keys[:, 0])
         mean, logvar = dynamics.predict(dyn_state, obs, actions)  # [N, rows, D]
         mean, logvar = mean[dyn_state.elites], logvar[dyn_state.elites]  # [E, rows, D]
         num_elites, d = mean.shape[0], mean.shape[-1]
@@ -96,7 +82,7 @@ def make_model_step(
         sample = pick(mean) + jnp.exp(0.5 * pick(logvar)) * noise
         next_obs = obs + sample[:, :-1]
         reward = sample[:, -1]
-        u = uncertainty(logvar, uncertainty_rule)
+        u = penalty(mean, logvar)
         return StepOutput(
             actions=actions,
             next_observations=next_obs,

@@ -53,7 +53,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mb2po_jax.data.transitions import Transitions
+from mb2po_jax.training import config_from_mapping
+from mb2po_jax.training import make_train_steps as make_scanned_steps
+from mb2po_jax.transitions import Transitions
 
 Metrics = dict[str, jax.Array]
 
@@ -85,13 +87,10 @@ class DynamicsConfig:
             raise ValueError(f"dynamics.patience={self.patience} must be >= 1.")
 
     @classmethod
-    def from_dict(cls, values) -> "DynamicsConfig":
-        """Builds from a mapping, ignoring keys that are not hyperparameters."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in dict(values).items() if k in names}
-        if "hidden_dims" in kwargs:
-            kwargs["hidden_dims"] = tuple(kwargs["hidden_dims"])
-        return cls(**kwargs)
+    def from_dict(cls, values, run_fields=("num_steps", "batch_size")) -> "DynamicsConfig":
+        """From a mapping (the config's ``dynamics`` section); keys other than
+        these hyperparameters and ``run_fields`` are refused."""
+        return config_from_mapping(cls, values, section="dynamics", run_fields=run_fields)
 
 
 class GaussianMLP(nn.Module):
@@ -346,23 +345,15 @@ def make_train_steps(
     """``num_steps`` updates as one jitted ``lax.scan``; each member draws its
     own ``batch_size`` rows uniformly (with replacement) every step.
 
-    Returns ``train_steps(state, train_data, key) -> (state, chunk-mean metrics)``.
+    Returns ``train_steps(state, train_data, key) -> (state, chunk metrics)``
+    (:func:`mb2po_jax.training.make_train_steps`).
     """
 
-    @jax.jit
-    def train_steps(state: DynamicsState, data: DynamicsData, key: jax.Array):
-        n = data.inputs.shape[0]
+    def sample(data: DynamicsData, key: jax.Array) -> DynamicsData:
+        idx = jax.random.randint(key, (num_members, batch_size), 0, data.inputs.shape[0])
+        return jax.tree.map(lambda x: x[idx], data)
 
-        def body(state, step_key):
-            batch_key, update_key = jax.random.split(step_key)
-            idx = jax.random.randint(batch_key, (num_members, batch_size), 0, n)
-            batch = jax.tree.map(lambda x: x[idx], data)
-            return update(state, batch, update_key)
-
-        state, metrics = jax.lax.scan(body, state, jax.random.split(key, num_steps))
-        return state, jax.tree.map(jnp.mean, metrics)
-
-    return train_steps
+    return make_scanned_steps(update, sample, num_steps)
 
 
 def elite_summary(metrics: Metrics) -> dict[str, float]:

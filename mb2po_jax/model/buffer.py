@@ -25,7 +25,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from mb2po_jax.data.transitions import Transitions
+from mb2po_jax.transitions import Transitions
 
 
 @flax.struct.dataclass

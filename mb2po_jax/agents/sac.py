@@ -33,7 +33,7 @@ One update computes, on a batch of B transitions (s, a, r, s', terminal):
 
 All three losses are computed from the same (pre-update) parameters and the
 three optimisers then step together, as in the reference (softlearning)
-implementation and as :mod:`mb2po_jax.awac` orders its losses; then the target
+implementation and as :mod:`mb2po_jax.agents.awac` orders its losses; then the target
 critics move ``tau`` towards the updated critics.
 
 Key use inside :func:`SAC.update` (documented so tests can replay it):
@@ -50,6 +50,7 @@ the filled part of a replay buffer as one ``lax.scan``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, NamedTuple, Sequence
 
 import flax.linen as nn
@@ -59,7 +60,9 @@ import jax.numpy as jnp
 import optax
 
 from mb2po_jax.networks import MLP
-from mb2po_jax.data.transitions import Transitions
+from mb2po_jax.training import config_from_mapping
+from mb2po_jax.training import make_train_steps as make_scanned_steps
+from mb2po_jax.transitions import Transitions, sample_prefix
 
 Metrics = dict[str, jax.Array]
 
@@ -82,13 +85,11 @@ class SACConfig:
     log_std_max: float = 2.0
 
     @classmethod
-    def from_dict(cls, values) -> "SACConfig":
-        """Builds from a mapping, ignoring keys that are not SAC hyperparameters."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in dict(values).items() if k in names}
-        if "hidden_dims" in kwargs:
-            kwargs["hidden_dims"] = tuple(int(w) for w in kwargs["hidden_dims"])
-        return cls(**kwargs)
+    def from_dict(cls, values, run_fields=()) -> "SACConfig":
+        """From a mapping; keys other than these hyperparameters and
+        ``run_fields`` are refused."""
+        config = config_from_mapping(cls, values, section="sac", run_fields=run_fields)
+        return dataclasses.replace(config, hidden_dims=tuple(int(w) for w in config.hidden_dims))
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -177,7 +178,58 @@ class SAC(NamedTuple):
     init: Callable[[jax.Array], SACState]
     update: Callable[[SACState, Transitions, jax.Array], tuple[SACState, Metrics]]
     act: Callable[[dict, jax.Array], jax.Array]  # deterministic: tanh(mu(s))
-    sample_actions: Callable[[dict, jax.Array, jax.Array], jax.Array]  # a ~ pi(.|s)
+    sample_actions: Callable[[dict, jax.Array, jax.Array], jax.Array]  # a ~ pi(.|s), one key
+    # The agent interface (mb2po_jax.agents): a ~ pi(.|s) with one key per row,
+    # (actor_params, obs [B, obs_dim], keys [B, 2]) -> [B, act_dim];
+    sample_action: Callable[[dict, jax.Array, jax.Array], jax.Array]
+    policy_params: Callable[[SACState], dict]
+    # min over critics of Q(s, a): (state, obs [B, obs_dim], actions [B, act_dim]) -> [B].
+    q_value: Callable[[SACState, jax.Array, jax.Array], jax.Array]
+
+
+class Networks(NamedTuple):
+    """SAC's static pieces the losses need."""
+
+    config: SACConfig
+    target_entropy: float
+    actor: TanhGaussianActor
+    critic: TwinCritic
+
+
+def critic_loss(critic_params, state: SACState, batch: Transitions, key: jax.Array,
+                nets: Networks):
+    """J_Q (module doc); ``key`` samples a' ~ pi(.|s'). Returns ``(loss, metrics)``."""
+    cfg, actor, critic = nets.config, nets.actor, nets.critic
+    alpha = jnp.exp(state.log_temperature)
+    mean, log_std = actor.apply(state.actor_params, batch.next_observations)
+    next_actions, next_log_probs = sample_tanh_gaussian(mean, log_std, key)
+    next_q = jnp.min(
+        critic.apply(state.critic_target_params, batch.next_observations, next_actions), axis=0
+    )
+    target = batch.rewards + cfg.discount * (1.0 - batch.terminals) * (
+        next_q - alpha * next_log_probs
+    )
+    target = jax.lax.stop_gradient(target)
+    q = critic.apply(critic_params, batch.observations, batch.actions)  # [M, B]
+    loss = jnp.sum(jnp.mean(0.5 * (q - target[None]) ** 2, axis=1))
+    return loss, {"critic_loss": loss, "q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
+
+
+def actor_loss(actor_params, state: SACState, batch: Transitions, key: jax.Array,
+               nets: Networks):
+    """J_pi (module doc). Returns ``(loss, (log_probs [B], metrics))``."""
+    alpha = jnp.exp(state.log_temperature)
+    mean, log_std = nets.actor.apply(actor_params, batch.observations)
+    actions, log_probs = sample_tanh_gaussian(mean, log_std, key)
+    q = jnp.min(nets.critic.apply(state.critic_params, batch.observations, actions), axis=0)
+    loss = jnp.mean(alpha * log_probs - q)
+    return loss, (log_probs, {"actor_loss": loss, "entropy": -jnp.mean(log_probs)})
+
+
+def temperature_loss(log_temperature, log_probs: jax.Array, target_entropy: float):
+    """J(alpha) in log alpha, log pi held constant."""
+    alpha = jnp.exp(log_temperature)
+    return jnp.mean(-alpha * (jax.lax.stop_gradient(log_probs) + target_entropy))
 
 
 def make_sac(obs_dim: int, act_dim: int, config: SACConfig = SACConfig()) -> SAC:
@@ -208,44 +260,19 @@ def make_sac(obs_dim: int, act_dim: int, config: SACConfig = SACConfig()) -> SAC
             step=jnp.zeros((), jnp.int32),
         )
 
-    def critic_loss(critic_params, state: SACState, batch: Transitions, key: jax.Array):
-        alpha = jnp.exp(state.log_temperature)
-        mean, log_std = actor.apply(state.actor_params, batch.next_observations)
-        next_actions, next_log_probs = sample_tanh_gaussian(mean, log_std, key)
-        next_q = jnp.min(
-            critic.apply(state.critic_target_params, batch.next_observations, next_actions), axis=0
-        )
-        target = batch.rewards + cfg.discount * (1.0 - batch.terminals) * (
-            next_q - alpha * next_log_probs
-        )
-        target = jax.lax.stop_gradient(target)
-        q = critic.apply(critic_params, batch.observations, batch.actions)  # [M, B]
-        loss = jnp.sum(jnp.mean(0.5 * (q - target[None]) ** 2, axis=1))
-        return loss, {"critic_loss": loss, "q_mean": jnp.mean(q), "target_mean": jnp.mean(target)}
-
-    def actor_loss(actor_params, state: SACState, batch: Transitions, key: jax.Array):
-        alpha = jnp.exp(state.log_temperature)
-        mean, log_std = actor.apply(actor_params, batch.observations)
-        actions, log_probs = sample_tanh_gaussian(mean, log_std, key)
-        q = jnp.min(critic.apply(state.critic_params, batch.observations, actions), axis=0)
-        loss = jnp.mean(alpha * log_probs - q)
-        return loss, (log_probs, {"actor_loss": loss, "entropy": -jnp.mean(log_probs)})
-
-    def temperature_loss(log_temperature, log_probs):
-        alpha = jnp.exp(log_temperature)
-        return jnp.mean(-alpha * (jax.lax.stop_gradient(log_probs) + target_entropy))
+    nets = Networks(cfg, target_entropy, actor, critic)
 
     def update(state: SACState, batch: Transitions, key: jax.Array) -> tuple[SACState, Metrics]:
         """One SAC step on a batch of B transitions (all fields [B, ...])."""
         next_key, actor_key = jax.random.split(key)
-        (_, critic_aux), critic_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-            state.critic_params, state, batch, next_key
-        )
-        (_, (log_probs, actor_aux)), actor_grads = jax.value_and_grad(actor_loss, has_aux=True)(
-            state.actor_params, state, batch, actor_key
-        )
+        (_, critic_aux), critic_grads = jax.value_and_grad(
+            functools.partial(critic_loss, nets=nets), has_aux=True
+        )(state.critic_params, state, batch, next_key)
+        (_, (log_probs, actor_aux)), actor_grads = jax.value_and_grad(
+            functools.partial(actor_loss, nets=nets), has_aux=True
+        )(state.actor_params, state, batch, actor_key)
         alpha_loss, temperature_grad = jax.value_and_grad(temperature_loss)(
-            state.log_temperature, log_probs
+            state.log_temperature, log_probs, target_entropy
         )
 
         critic_updates, critic_opt_state = critic_opt.update(critic_grads, state.critic_opt_state)
@@ -287,6 +314,14 @@ def make_sac(obs_dim: int, act_dim: int, config: SACConfig = SACConfig()) -> SAC
         mean, log_std = actor.apply(actor_params, observations)
         return sample_tanh_gaussian(mean, log_std, key)[0]
 
+    def sample_action(actor_params, observations: jax.Array, keys: jax.Array) -> jax.Array:
+        """a ~ pi(.|s) per row: [B, obs_dim], keys [B, 2] -> [B, act_dim]."""
+        mean, log_std = actor.apply(actor_params, observations)
+        return jax.vmap(lambda m, s, k: sample_tanh_gaussian(m, s, k)[0])(mean, log_std, keys)
+
+    def q_value(state: SACState, observations: jax.Array, actions: jax.Array) -> jax.Array:
+        return jnp.min(critic.apply(state.critic_params, observations, actions), axis=0)
+
     return SAC(
         config=cfg,
         target_entropy=target_entropy,
@@ -296,14 +331,10 @@ def make_sac(obs_dim: int, act_dim: int, config: SACConfig = SACConfig()) -> SAC
         update=update,
         act=act,
         sample_actions=sample_actions,
+        sample_action=sample_action,
+        policy_params=lambda state: state.actor_params,
+        q_value=q_value,
     )
-
-
-def sample_prefix(data: Transitions, size: jax.Array, key: jax.Array, batch_size: int) -> Transitions:
-    """Uniformly samples ``batch_size`` rows (with replacement) from the first
-    ``size`` rows of a fixed-capacity buffer (``size`` may be traced)."""
-    idx = jax.random.randint(key, (batch_size,), 0, size)
-    return jax.tree.map(lambda x: x[idx], data)
 
 
 def make_train_steps(
@@ -318,16 +349,8 @@ def make_train_steps(
     buffer has a fixed capacity, so one compiled program serves every fill
     level); metrics are the chunk means (one host transfer per chunk). Step
     ``i`` of the chunk uses ``jax.random.split(key, num_steps)[i]``, split into
-    a batch key and an update key.
+    a batch key and an update key (:func:`mb2po_jax.training.make_train_steps`).
     """
-
-    @jax.jit
-    def train_steps(state: SACState, buffer: Transitions, size: jax.Array, key: jax.Array):
-        def body(state, step_key):
-            batch_key, update_key = jax.random.split(step_key)
-            return update(state, sample_prefix(buffer, size, batch_key, batch_size), update_key)
-
-        state, metrics = jax.lax.scan(body, state, jax.random.split(key, num_steps))
-        return state, jax.tree.map(jnp.mean, metrics)
-
-    return train_steps
+    steps = make_scanned_steps(
+        update, lambda data, key: sample_prefix(data[0], data[1], key, batch_size), num_steps)
+    return lambda state, buffer, size, key: steps(state, (buffer, size), key)

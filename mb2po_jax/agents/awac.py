@@ -32,15 +32,19 @@ How we read the paper where it is terse (choices documented here on purpose):
    gradient before Adam, like ``torch.optim.Adam(weight_decay=...)``), not
    AdamW; the critic has none.
 
-Everything here is pure: :func:`make_awac` closes over static hyperparameters
-and network definitions and returns ``init(key) -> state`` and
-``update(state, batch, key) -> (state, metrics)``; :func:`make_train_steps`
+Everything here is pure. The losses are module-level functions of
+``(params, state, batch, key, nets)`` (importable, e.g. by the benchmarks);
+:func:`make_awac` closes over static hyperparameters and network definitions
+and returns the agent interface (:mod:`mb2po_jax.agents`): ``init(key) ->
+state``, ``update(state, batch, key) -> (state, metrics)``, ``act``,
+``sample_action``, ``policy_params``, ``q_value``; :func:`make_train_steps`
 wraps K updates (batch sampling included) into one ``lax.scan``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, NamedTuple, Sequence
 
 import flax.struct
@@ -49,8 +53,10 @@ import jax.numpy as jnp
 import optax
 
 from mb2po_jax import networks, value_transform
-from mb2po_jax.data.transitions import Transitions, sample_batch
+from mb2po_jax.transitions import Transitions, sample_batch
 from mb2po_jax.quantile_loss import quantile_huber_loss
+from mb2po_jax.training import config_from_mapping
+from mb2po_jax.training import make_train_steps as make_scanned_steps
 
 Metrics = dict[str, jax.Array]
 TARGET_SELECTIONS = ("online_min", "target_min")
@@ -98,14 +104,10 @@ class AWACConfig:
                 f"{list(TARGET_SELECTIONS)}.")
 
     @classmethod
-    def from_dict(cls, values) -> "AWACConfig":
-        """Builds from a mapping (e.g. an ml_collections ConfigDict), ignoring
-        keys that are not AWAC hyperparameters."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: v for k, v in dict(values).items() if k in names}
-        if "hidden_dims" in kwargs:
-            kwargs["hidden_dims"] = tuple(kwargs["hidden_dims"])
-        return cls(**kwargs)
+    def from_dict(cls, values, run_fields=("num_steps", "batch_size")) -> "AWACConfig":
+        """From a mapping (the config's ``awac`` section); keys other than
+        these hyperparameters and ``run_fields`` are refused."""
+        return config_from_mapping(cls, values, section="awac", run_fields=run_fields)
 
 
 @flax.struct.dataclass
@@ -129,9 +131,15 @@ class AWAC(NamedTuple):
     init: Callable[[jax.Array], AWACState]
     update: Callable[[AWACState, Transitions, jax.Array], tuple[AWACState, Metrics]]
     act: Callable[[dict, jax.Array], jax.Array]  # deterministic evaluation action
+    # a ~ pi(.|s) with one key per row: (policy_params, obs [B, obs_dim],
+    # keys [B, 2]) -> [B, act_dim] (model rollouts; independent of blocking).
+    sample_action: Callable[[dict, jax.Array, jax.Array], jax.Array]
+    policy_params: Callable[[AWACState], dict]
     # Q(s, a) as the policy sees it (min over members of the mean return):
     # (critic_params, obs [B, obs_dim], actions [B, act_dim]) -> [B].
     q: Callable[[dict, jax.Array, jax.Array], jax.Array]
+    # The same from a whole state (the agent interface's diagnostics hook).
+    q_value: Callable[[AWACState, jax.Array, jax.Array], jax.Array]
 
 
 def q_values(critic_quantiles: jax.Array, eps: float) -> jax.Array:
@@ -177,6 +185,94 @@ def advantage_weights(advantages: jax.Array, alpha: float, max_weight: float) ->
     return jnp.exp(jnp.minimum(advantages / alpha, jnp.log(max_weight)))
 
 
+class Networks(NamedTuple):
+    """AWAC's static pieces the losses need: the two network definitions and
+    the hyperparameters."""
+
+    config: AWACConfig
+    policy: networks.TanhGMMPolicy
+    critic: networks.QuantileCriticEnsemble
+
+
+def pessimistic_q(nets: Networks, critic_params, observations: jax.Array,
+                  actions: jax.Array) -> jax.Array:
+    """Min over members of the mean return: [B, obs_dim], [B, act_dim] -> [B]."""
+    return jnp.min(q_values(nets.critic.apply(critic_params, observations, actions),
+                            nets.config.transform_eps), axis=0)
+
+
+def critic_loss(critic_params, state: AWACState, batch: Transitions, key: jax.Array,
+                nets: Networks):
+    """Quantile-Huber TD loss of both members (module doc, reading 1).
+
+    Returns:
+        ``(loss, (q_data [B], metrics))``; ``q_data`` is the pessimistic Q of
+        the batch's own actions, which the policy step reuses.
+    """
+    cfg, policy, critic = nets
+    next_actions = networks.sample(policy.apply(state.policy_params, batch.next_observations), key)
+    online_next = critic.apply(critic_params, batch.next_observations, next_actions)
+    target_next = critic.apply(state.critic_target_params, batch.next_observations, next_actions)
+    target = jax.lax.stop_gradient(
+        critic_target(
+            online_next, target_next, batch.rewards, batch.terminals, cfg.discount,
+            cfg.transform_eps, cfg.target_selection,
+        )
+    )
+    pred = critic.apply(critic_params, batch.observations, batch.actions)  # [M, B, N]
+    members, rows, n = pred.shape
+    per_row = quantile_huber_loss(
+        pred.reshape(members * rows, n),
+        jnp.tile(target, (members, 1)),
+        cfg.huber_kappa,
+        cfg.loss_chunk_size,
+    )
+    # Mean over the batch, summed over the members (each member's own loss).
+    loss = jnp.sum(jnp.mean(per_row.reshape(members, rows), axis=1))
+    q_data = jnp.min(q_values(jax.lax.stop_gradient(pred), cfg.transform_eps), axis=0)
+    aux = {
+        "critic_loss": loss,
+        "q_data_mean": jnp.mean(q_data),
+        "q_data_max": jnp.max(q_data),
+        "target_return_mean": jnp.mean(value_transform.h_inv(target, cfg.transform_eps)),
+    }
+    return loss, (q_data, aux)
+
+
+def policy_loss(policy_params, state: AWACState, batch: Transitions, q_data: jax.Array,
+                key: jax.Array, nets: Networks):
+    """Advantage-weighted regression; q_data: [B] Q(s, a) of the dataset
+    actions (pre-update critic). Returns ``(loss, metrics)``."""
+    cfg, policy = nets.config, nets.policy
+    dist_params = policy.apply(policy_params, batch.observations)
+    # Baseline V(s) = mean_j Q(s, a_j): sampled from the pre-update policy,
+    # with no gradient (the AWR weight is a constant for the policy step).
+    sampled = networks.sample(
+        jax.lax.stop_gradient(dist_params), key, cfg.num_advantage_samples
+    )  # [K, B, A]
+    # One critic call per sample (lax.map) rather than one call on K*B rows:
+    # each [B, 256] activation stays in cache. Measured on 2 AMD EPYC
+    # (Zen 4) cores: 48-50 ms (~90 % of the 2048^2 matmul peak) vs 75 ms
+    # for the single 10240-row call (docs/benchmarks.md).
+    q_pi = jax.lax.map(
+        lambda actions: pessimistic_q(nets, state.critic_params, batch.observations, actions),
+        sampled,
+    )  # [K, B]
+    advantages = q_data - jnp.mean(q_pi, axis=0)
+    weights = jax.lax.stop_gradient(advantage_weights(advantages, cfg.alpha, cfg.max_weight))
+    log_probs = networks.log_prob(dist_params, batch.actions)
+    loss = -jnp.mean(log_probs * weights)
+    aux = {
+        "policy_loss": loss,
+        "advantage_mean": jnp.mean(advantages),
+        "advantage_std": jnp.std(advantages),
+        "weight_mean": jnp.mean(weights),
+        "weight_clip_fraction": jnp.mean(weights >= cfg.max_weight * (1 - 1e-6)),
+        "log_prob_mean": jnp.mean(log_probs),
+    }
+    return loss, aux
+
+
 def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> AWAC:
     """Builds the AWAC agent's pure functions for the given dimensions."""
     cfg = config
@@ -209,78 +305,21 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
             step=jnp.zeros((), jnp.int32),
         )
 
+    nets = Networks(cfg, policy, critic)
+
     def q(critic_params, observations: jax.Array, actions: jax.Array) -> jax.Array:
         """Pessimistic mean return: [B, obs_dim], [B, act_dim] -> [B]."""
-        return jnp.min(q_values(critic.apply(critic_params, observations, actions),
-                                cfg.transform_eps), axis=0)
-
-    def critic_loss(critic_params, state: AWACState, batch: Transitions, key: jax.Array):
-        next_actions = networks.sample(policy.apply(state.policy_params, batch.next_observations), key)
-        online_next = critic.apply(critic_params, batch.next_observations, next_actions)
-        target_next = critic.apply(state.critic_target_params, batch.next_observations, next_actions)
-        target = jax.lax.stop_gradient(
-            critic_target(
-                online_next, target_next, batch.rewards, batch.terminals, cfg.discount,
-                cfg.transform_eps, cfg.target_selection,
-            )
-        )
-        pred = critic.apply(critic_params, batch.observations, batch.actions)  # [M, B, N]
-        members, rows, n = pred.shape
-        per_row = quantile_huber_loss(
-            pred.reshape(members * rows, n),
-            jnp.tile(target, (members, 1)),
-            cfg.huber_kappa,
-            cfg.loss_chunk_size,
-        )
-        # Mean over the batch, summed over the members (each member's own loss).
-        loss = jnp.sum(jnp.mean(per_row.reshape(members, rows), axis=1))
-        q_data = jnp.min(q_values(jax.lax.stop_gradient(pred), cfg.transform_eps), axis=0)
-        aux = {
-            "critic_loss": loss,
-            "q_data_mean": jnp.mean(q_data),
-            "q_data_max": jnp.max(q_data),
-            "target_return_mean": jnp.mean(value_transform.h_inv(target, cfg.transform_eps)),
-        }
-        return loss, (q_data, aux)
-
-    def policy_loss(policy_params, state: AWACState, batch: Transitions, q_data, key):
-        """q_data: [B] Q(s, a) of the dataset actions (pre-update critic)."""
-        dist_params = policy.apply(policy_params, batch.observations)
-        # Baseline V(s) = mean_j Q(s, a_j): sampled from the pre-update policy,
-        # with no gradient (the AWR weight is a constant for the policy step).
-        sampled = networks.sample(
-            jax.lax.stop_gradient(dist_params), key, cfg.num_advantage_samples
-        )  # [K, B, A]
-        # One critic call per sample (lax.map) rather than one call on K*B rows:
-        # each [B, 256] activation stays in cache. Measured on 2 AMD EPYC
-        # (Zen 4) cores: 48-50 ms (~90 % of the 2048^2 matmul peak) vs 75 ms
-        # for the single 10240-row call (docs/benchmarks.md).
-        q_pi = jax.lax.map(
-            lambda actions: q(state.critic_params, batch.observations, actions), sampled
-        )  # [K, B]
-        advantages = q_data - jnp.mean(q_pi, axis=0)
-        weights = jax.lax.stop_gradient(advantage_weights(advantages, cfg.alpha, cfg.max_weight))
-        log_probs = networks.log_prob(dist_params, batch.actions)
-        loss = -jnp.mean(log_probs * weights)
-        aux = {
-            "policy_loss": loss,
-            "advantage_mean": jnp.mean(advantages),
-            "advantage_std": jnp.std(advantages),
-            "weight_mean": jnp.mean(weights),
-            "weight_clip_fraction": jnp.mean(weights >= cfg.max_weight * (1 - 1e-6)),
-            "log_prob_mean": jnp.mean(log_probs),
-        }
-        return loss, aux
+        return pessimistic_q(nets, critic_params, observations, actions)
 
     def update(state: AWACState, batch: Transitions, key: jax.Array) -> tuple[AWACState, Metrics]:
         """One AWAC step on a batch of B transitions (all fields [B, ...])."""
         critic_key, policy_key = jax.random.split(key)
-        (_, (q_data, critic_aux)), critic_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-            state.critic_params, state, batch, critic_key
-        )
-        (_, policy_aux), policy_grads = jax.value_and_grad(policy_loss, has_aux=True)(
-            state.policy_params, state, batch, q_data, policy_key
-        )
+        (_, (q_data, critic_aux)), critic_grads = jax.value_and_grad(
+            functools.partial(critic_loss, nets=nets), has_aux=True
+        )(state.critic_params, state, batch, critic_key)
+        (_, policy_aux), policy_grads = jax.value_and_grad(
+            functools.partial(policy_loss, nets=nets), has_aux=True
+        )(state.policy_params, state, batch, q_data, policy_key)
         critic_updates, critic_opt_state = critic_opt.update(
             critic_grads, state.critic_opt_state, state.critic_params
         )
@@ -310,14 +349,15 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
         """Deterministic action for evaluation ([..., obs_dim] -> [..., act_dim])."""
         return networks.deterministic_action(policy.apply(policy_params, observations))
 
-    return AWAC(config=cfg, policy=policy, critic=critic, init=init, update=update, act=act, q=q)
+    def sample_action(policy_params, observations: jax.Array, keys: jax.Array) -> jax.Array:
+        """a ~ pi(.|s) per row: [B, obs_dim], keys [B, 2] -> [B, act_dim]."""
+        return networks.sample_per_row(policy, policy_params, observations, keys)
 
-
-def reduce_chunk_metrics(metrics: Metrics) -> Metrics:
-    """Per-step metrics [K] -> one value per chunk: the max for ``*_max``
-    statistics (so the divergence guard sees a spike a mean would hide), the
-    mean for the rest."""
-    return {k: jnp.max(v) if k.endswith("_max") else jnp.mean(v) for k, v in metrics.items()}
+    return AWAC(
+        config=cfg, policy=policy, critic=critic, init=init, update=update, act=act,
+        sample_action=sample_action, policy_params=lambda state: state.policy_params, q=q,
+        q_value=lambda state, obs, actions: q(state.critic_params, obs, actions),
+    )
 
 
 def make_train_steps(
@@ -325,22 +365,8 @@ def make_train_steps(
     batch_size: int,
     num_steps: int,
 ) -> Callable[[AWACState, Transitions, jax.Array], tuple[AWACState, Metrics]]:
-    """``num_steps`` updates on uniformly sampled batches, as one ``lax.scan``.
-
-    Returns a jitted ``train_steps(state, dataset, key) -> (state, metrics)``
-    whose metrics are reduced over the chunk by :func:`reduce_chunk_metrics`
-    (one host transfer per chunk).
-    The dataset is an argument, not a closed-over constant, so it is not
-    baked into the compiled program.
-    """
-
-    @jax.jit
-    def train_steps(state: AWACState, dataset: Transitions, key: jax.Array):
-        def body(state, step_key):
-            batch_key, update_key = jax.random.split(step_key)
-            return update(state, sample_batch(dataset, batch_key, batch_size), update_key)
-
-        state, metrics = jax.lax.scan(body, state, jax.random.split(key, num_steps))
-        return state, reduce_chunk_metrics(metrics)
-
-    return train_steps
+    """``num_steps`` updates on uniformly sampled dataset batches, one ``lax.scan``
+    (:func:`mb2po_jax.training.make_train_steps`): a jitted
+    ``train_steps(state, dataset, key) -> (state, chunk metrics)``."""
+    return make_scanned_steps(update, lambda data, key: sample_batch(data, key, batch_size),
+                              num_steps)
