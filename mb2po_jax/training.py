@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import jax
 import jax.numpy as jnp
+import optax
 
 Metrics = dict[str, jax.Array]
 State = TypeVar("State")
@@ -56,6 +57,14 @@ def make_train_steps(
         return state, reduce_chunk_metrics(metrics)
 
     return train_steps
+
+
+def optimizer_step(optimizer: optax.GradientTransformation, grads: Any, opt_state: Any,
+                   params: Any) -> tuple[Any, Any]:
+    """One optax step: ``(params, opt_state)`` after applying ``grads``.
+    ``params`` go to ``update`` too (weight decay needs them; Adam ignores them)."""
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
 
 
 def config_from_mapping(cls: type[Config], values: Any, *, section: str,

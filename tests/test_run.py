@@ -299,10 +299,9 @@ def test_every_phase_end_to_end_with_both_scores(full_run: Path) -> None:
     assert evaluate_checkpoint(full_run, phase="awac")["returns"] == results["phases"]["awac"]["returns"]
 
 
-def test_fine_tuning_starts_from_another_run_and_resumes_mid_mb2po(
-        full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    straight = json.loads((full_run / "results.json").read_text())
-    config = _from(full_run, tiny_config(fine_tune=True))
+def _interrupt_third_iteration(monkeypatch: pytest.MonkeyPatch):
+    """Makes fine-tuning raise Ctrl-C on its third iteration (after iteration
+    2 was checkpointed); returns the real ``make_iteration`` to restore."""
     real_make = phases.mb2po.make_iteration
 
     def make_interrupting(*args, **kwargs):
@@ -310,13 +309,21 @@ def test_fine_tuning_starts_from_another_run_and_resumes_mid_mb2po(
 
         def wrapped(*a):
             calls.append(1)
-            if len(calls) == 3:  # after iteration 2 was checkpointed
+            if len(calls) == 3:
                 raise KeyboardInterrupt
             return iteration(*a)
 
         return wrapped
 
     monkeypatch.setattr(phases.mb2po, "make_iteration", make_interrupting)
+    return real_make
+
+
+def test_fine_tuning_starts_from_another_run_and_resumes_mid_mb2po(
+        full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    straight = json.loads((full_run / "results.json").read_text())
+    config = _from(full_run, tiny_config(fine_tune=True))
+    real_make = _interrupt_third_iteration(monkeypatch)
     with pytest.raises(phase_runner.InterruptedRun, match="'mb2po'.*step 2"):
         run(config, tmp_path)
     monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
@@ -463,20 +470,7 @@ def test_mopo_runs_from_config_resumes_exactly_and_evaluates(
     # The agent's own counter: 4 iterations x 3 SAC updates.
     assert evaluated["updates"] == 12
 
-    real_make = phases.mb2po.make_iteration
-
-    def make_interrupting(*args, **kwargs):
-        iteration, calls = real_make(*args, **kwargs), []
-
-        def wrapped(*a):
-            calls.append(1)
-            if len(calls) == 3:  # after iteration 2 was checkpointed
-                raise KeyboardInterrupt
-            return iteration(*a)
-
-        return wrapped
-
-    monkeypatch.setattr(phases.mb2po, "make_iteration", make_interrupting)
+    real_make = _interrupt_third_iteration(monkeypatch)
     with pytest.raises(phase_runner.InterruptedRun, match="'mopo'.*step 2"):
         run(config, tmp_path / "resumed")
     monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)

@@ -55,7 +55,7 @@ import optax
 from mb2po_jax import networks, value_transform
 from mb2po_jax.transitions import Transitions, sample_batch
 from mb2po_jax.quantile_loss import quantile_huber_loss
-from mb2po_jax.training import config_from_mapping
+from mb2po_jax.training import config_from_mapping, optimizer_step
 from mb2po_jax.training import make_train_steps as make_scanned_steps
 
 Metrics = dict[str, jax.Array]
@@ -320,14 +320,10 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
         (_, policy_aux), policy_grads = jax.value_and_grad(
             functools.partial(policy_loss, nets=nets), has_aux=True
         )(state.policy_params, state, batch, q_data, policy_key)
-        critic_updates, critic_opt_state = critic_opt.update(
-            critic_grads, state.critic_opt_state, state.critic_params
-        )
-        critic_params = optax.apply_updates(state.critic_params, critic_updates)
-        policy_updates, policy_opt_state = policy_opt.update(
-            policy_grads, state.policy_opt_state, state.policy_params
-        )
-        policy_params = optax.apply_updates(state.policy_params, policy_updates)
+        critic_params, critic_opt_state = optimizer_step(
+            critic_opt, critic_grads, state.critic_opt_state, state.critic_params)
+        policy_params, policy_opt_state = optimizer_step(
+            policy_opt, policy_grads, state.policy_opt_state, state.policy_params)
         target_params = optax.incremental_update(critic_params, state.critic_target_params, cfg.tau)
         new_state = AWACState(
             policy_params=policy_params,

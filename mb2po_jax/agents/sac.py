@@ -60,7 +60,7 @@ import jax.numpy as jnp
 import optax
 
 from mb2po_jax.networks import MLP
-from mb2po_jax.training import config_from_mapping
+from mb2po_jax.training import config_from_mapping, optimizer_step
 from mb2po_jax.training import make_train_steps as make_scanned_steps
 from mb2po_jax.transitions import Transitions, sample_prefix
 
@@ -275,14 +275,12 @@ def make_sac(obs_dim: int, act_dim: int, config: SACConfig = SACConfig()) -> SAC
             state.log_temperature, log_probs, target_entropy
         )
 
-        critic_updates, critic_opt_state = critic_opt.update(critic_grads, state.critic_opt_state)
-        critic_params = optax.apply_updates(state.critic_params, critic_updates)
-        actor_updates, actor_opt_state = actor_opt.update(actor_grads, state.actor_opt_state)
-        actor_params = optax.apply_updates(state.actor_params, actor_updates)
-        temperature_update, temperature_opt_state = temperature_opt.update(
-            temperature_grad, state.temperature_opt_state
-        )
-        log_temperature = optax.apply_updates(state.log_temperature, temperature_update)
+        critic_params, critic_opt_state = optimizer_step(
+            critic_opt, critic_grads, state.critic_opt_state, state.critic_params)
+        actor_params, actor_opt_state = optimizer_step(
+            actor_opt, actor_grads, state.actor_opt_state, state.actor_params)
+        log_temperature, temperature_opt_state = optimizer_step(
+            temperature_opt, temperature_grad, state.temperature_opt_state, state.log_temperature)
         target_params = optax.incremental_update(critic_params, state.critic_target_params, cfg.tau)
         new_state = SACState(
             actor_params=actor_params,
