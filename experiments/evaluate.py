@@ -3,7 +3,8 @@
 Restores the latest (or ``--step``) checkpoint of the policy's last phase in
 ``DIR`` (``mb2po`` or ``mopo`` if the run has one, else ``awac``;
 ``--phase`` picks one) into an abstract target built from the config stored inside the
-checkpoint, so it needs neither the config file nor the dataset. Runs
+checkpoint, so it needs neither the config file nor the dataset. Of a
+fine-tuning checkpoint only the agent is read, never the model buffer. Runs
 ``--num_episodes`` deterministic episodes and prints the D4RL-normalised score
 (and, last, one JSON line with everything).
 """
@@ -60,9 +61,13 @@ def evaluate_checkpoint(
         dataset = meta["dataset"]
         obs_dim, act_dim = dataset["obs_dim"], dataset["act_dim"]
         agent = policy_agent(config, phase, obs_dim, act_dim)
-        state, _ = checkpointer.restore(
-            abstract_policy_state(config, phase, obs_dim, act_dim), step)
-    agent_state = state if phase == AWAC else state.agent
+        abstract = abstract_policy_state(config, phase, obs_dim, act_dim)
+        if phase == AWAC:
+            agent_state, _ = checkpointer.restore(abstract, step)
+        else:
+            # Only the agent: a fine-tuning checkpoint also holds the model
+            # buffer (11-17 GB at paper scale), which evaluation never reads.
+            agent_state = checkpointer.restore_part({"agent": abstract.agent}, step)[0]["agent"]
     if num_episodes is not None:
         config.eval.num_episodes = num_episodes
     if seed is not None:

@@ -43,9 +43,14 @@ from mb2po_jax.transitions import to_device
 from experiments import phases
 from experiments.configs.base import get_base_config
 from experiments.common import UsageError, prepare_dataset, resolve_config_argv, setup_logging
-from mb2po_jax.runner import InterruptedRun, TrainingDivergedError, run_phase
+from mb2po_jax.runner import (InterruptedRun, TrainingDivergedError, WorkdirBusyError, run_phase,
+                              workdir_lock)
 
 RUN_FILE, RESULTS_FILE = "run.json", "results.json"
+# Lengths --extend may raise, and the phases that would have to be redone if
+# they already ran (so raising the length is refused there).
+EXTENDABLE = ("awac.num_steps", "mb2po.num_iterations", "mopo.num_iterations")
+LATER_PHASES = {"awac.num_steps": ("dynamics", "mb2po")}
 # A field added to the code after a workdir was made resumes at its default.
 DEFAULTS = json.loads(get_base_config().to_json())
 
@@ -145,11 +150,25 @@ def _eval_summary(result: dict[str, Any]) -> dict[str, Any]:
     return {key: result[key] for key in keys}
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | Path) -> dict[str, Any]:
-    """Runs (or resumes) every phase and returns the results dict it writes."""
+def run(config: ml_collections.ConfigDict, workdir: str | Path, *,
+        extend: bool = False) -> dict[str, Any]:
+    """Runs (or resumes) every phase and returns the results dict it writes.
+
+    ``extend``: the config may raise the run's length (:data:`EXTENDABLE`)
+    over the workdir's; the run continues from its checkpoints to the new
+    length (the same numbers as a run made that long from the start).
+
+    Raises:
+        WorkdirBusyError: another process is running in ``workdir``.
+    """
     validate_config(config)
     workdir = Path(workdir).expanduser().absolute()
     workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_lock(workdir):
+        return _run_locked(config, workdir)
+
+
+def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
     config_json = _config_json(config)
     run_path = workdir / RUN_FILE
     saved = json.loads(run_path.read_text()) if run_path.exists() else None
@@ -260,12 +279,12 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("Both --config and --workdir are required.")
     setup_logging()
     try:
-        results = run(config, workdir)
+        results = run(config, workdir, extend=flags.FLAGS.extend)
     except InterruptedRun as interrupted:
         print(interrupted, file=sys.stderr)
         sys.exit(130)
     except (UsageError, RunMismatchError, DatasetNotFoundError, DatasetError,
-            TrainingDivergedError) as error:
+            TrainingDivergedError, WorkdirBusyError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     score = results["normalized_score"]
@@ -285,6 +304,9 @@ def cli() -> None:
         "config", None, "Config file: a name in experiments/configs/ or a path.", lock_config=True
     )
     flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+    flags.DEFINE_bool("extend", False,
+                      f"Continue a workdir to a longer run: only {list(EXTENDABLE)} may be "
+                      f"raised; any other difference is refused.")
     try:
         argv = resolve_config_argv(sys.argv)
     except UsageError as error:

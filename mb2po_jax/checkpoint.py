@@ -177,6 +177,64 @@ class Checkpointer:
         )
         return restored.state, dict(restored.meta)
 
+    def restore_part(self, abstract_part: Mapping[str, Any], step: int | None = None
+                     ) -> tuple[dict, dict]:
+        """Restores only some top-level fields of the saved state.
+
+        Args:
+            abstract_part: ``{field: abstract subtree}`` for the fields wanted
+                (e.g. ``{"agent": ...}`` of an MB2PO state, leaving its model
+                buffer, gigabytes at paper scale, on disk).
+
+        Returns:
+            ``({field: restored subtree}, meta)``. Use a fresh Checkpointer for
+            a later full :meth:`restore` (Orbax binds one handler per item).
+        """
+        step = self.latest_step() if step is None else int(step)
+        if step is None:
+            raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+        item = dict(abstract_part)
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(
+                    item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                    partial_restore=True),
+                meta=ocp.args.JsonRestore()),
+        )
+        return dict(restored.state), dict(restored.meta)
+
+    def restore_newest_readable(self, abstract_state: Any) -> tuple[Any, dict]:
+        """Restores the newest checkpoint that reads back, newest first.
+
+        A checkpoint that fails to restore (a truncated or corrupted file,
+        e.g. after a full disk or a copy cut short) is moved aside to
+        ``<directory>.unreadable/<step>`` with a warning naming it and the step
+        used instead, so the run resumes from the previous one and saves that
+        step again. Raises the newest error if no checkpoint reads back.
+        """
+        failures: list[tuple[int, Exception]] = []
+        for step in sorted(self.all_steps(), reverse=True):
+            try:
+                state, meta = self.restore(abstract_state, step)
+            except Exception as error:  # noqa: BLE001 - any unreadable checkpoint
+                failures.append((step, error))
+                continue
+            for bad, error in failures:
+                aside = self.directory.parent / f"{self.directory.name}.unreadable" / str(bad)
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                (self.directory / str(bad)).rename(aside)
+                logger.warning(
+                    "Checkpoint %s/%d does not read back (%s: %s); resuming from step %d "
+                    "instead. The unreadable checkpoint was moved to %s.",
+                    self.directory, bad, type(error).__name__, str(error)[:200], step, aside)
+            if failures:
+                self._manager.reload()
+            return state, meta
+        if failures:
+            raise failures[0][1]
+        raise FileNotFoundError(f"No checkpoint in {self.directory}.")
+
     def restore_meta(self, step: int | None = None) -> dict:
         """Only the JSON metadata (cheap: reads no arrays)."""
         step = self.latest_step() if step is None else int(step)

@@ -14,11 +14,15 @@ the last good state.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import logging
+import os
+import socket
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -31,6 +35,42 @@ logger = logging.getLogger(__name__)
 
 class TrainingDivergedError(RuntimeError):
     """Training statistics went non-finite or ran away; the last good checkpoint is kept."""
+
+
+class WorkdirBusyError(RuntimeError):
+    """Another process holds the workdir (see :func:`workdir_lock`)."""
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: Path) -> Iterator[None]:
+    """Holds ``workdir/.lock`` (an exclusive ``flock``) while a run trains there.
+
+    Two processes training into one workdir would interleave checkpoints and
+    logs; the second is refused at once, naming the holder. The OS releases
+    the lock when its holder exits, however it exits (``kill -9`` included),
+    so a stale lock file never blocks a later run.
+    """
+    handle = open(Path(workdir) / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "pid unknown"
+        handle.close()
+        raise WorkdirBusyError(
+            f"Workdir {workdir} is in use by another process ({holder}): two processes "
+            f"training into one workdir would overwrite each other's checkpoints. Wait for "
+            f"it to finish or stop it (it resumes from its last checkpoint), or pass "
+            f"another --workdir.") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 class InterruptedRun(Exception):
@@ -131,7 +171,7 @@ def run_phase(
     with Checkpointer(workdir / "checkpoints" / phase.name, phase.keep_checkpoints) as checkpointer:
         wall_before, last_eval = 0.0, None
         if checkpointer.latest_step() is not None:
-            state, saved = checkpointer.restore(phase.abstract())
+            state, saved = checkpointer.restore_newest_readable(phase.abstract())
             wall_before, last_eval = float(saved.get("wall_seconds", 0.0)), saved.get("last_eval")
             logger.info("Resuming %s from step %d.", phase.name, phase.progress(state))
         else:

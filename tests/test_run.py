@@ -9,6 +9,7 @@ checkpoints, instead of training again.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -489,3 +490,76 @@ def test_config_field_nothing_reads_is_refused_by_name() -> None:
     config.algorithm = "cql"
     with pytest.raises(common.UsageError, match=r"--config\.algorithm='cql'.*mb2po.*mopo"):
         validate_config(config)
+
+
+def test_second_process_on_a_busy_workdir_is_refused_naming_the_holder(awac_run: Path) -> None:
+    # The lock is an flock on an open file: another open file holding it (as
+    # another process would) makes the run refuse before touching anything.
+    holder = open(awac_run / ".lock", "a+")
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        holder.truncate(0)
+        holder.write("pid 4242 on elsewhere\n")
+        holder.flush()
+        before = (awac_run / "results.json").read_text()
+        with pytest.raises(phase_runner.WorkdirBusyError, match=r"in use by another process \(pid 4242 on elsewhere\)"):
+            run(tiny_config(), awac_run)
+        assert (awac_run / "results.json").read_text() == before
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        holder.close()
+    # Released (as when the holder exits): the same command runs again.
+    assert run(tiny_config(), awac_run)["steps"] == 20
+
+
+def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(
+        awac_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import shutil
+
+    workdir = tmp_path / "copy"
+    shutil.copytree(awac_run, workdir)
+    straight = json.loads((awac_run / "results.json").read_text())
+    latest = workdir / "checkpoints" / "awac" / "20"
+    for path in (latest / "state").rglob("*"):
+        if path.is_file() and (path.parent.name == "d" or path.name == "manifest.ocdbt"):
+            path.write_bytes(b"truncated")  # what a full disk or a cut copy leaves
+    with caplog.at_level(logging.WARNING):
+        resumed = run(tiny_config(), workdir)
+    assert "checkpoints/awac/20 does not read back" in caplog.text
+    assert "resuming from step 10 instead" in caplog.text
+    assert (workdir / "checkpoints" / "awac.unreadable" / "20").is_dir()
+    # Steps 10 -> 20 trained again from checkpoint 10 repeat the same numbers.
+    assert resumed["returns"] == straight["returns"]
+    with Checkpointer(workdir / "checkpoints" / "awac") as checkpointer:
+        assert checkpointer.all_steps() == [10, 20]
+
+
+def test_extend_continues_a_finished_run_to_a_longer_one(
+        awac_run: Path, full_run: Path, tmp_path: Path) -> None:
+    import shutil
+
+    workdir = tmp_path / "extended"
+    shutil.copytree(awac_run, workdir)
+    longer = tiny_config(num_steps=30)
+    with pytest.raises(RunMismatchError, match="awac.num_steps"):
+        run(longer, workdir)  # without --extend a longer run is another run
+    extended = run(longer, workdir, extend=True)
+    straight = run(longer, tmp_path / "straight")
+    assert extended["steps"] == 30 and extended["returns"] == straight["returns"]
+    saved = json.loads((workdir / "run.json").read_text())
+    assert saved["config"]["awac"]["num_steps"] == 30
+    assert saved["extended"] == [{"awac.num_steps": 30, "mb2po.num_iterations": 0,
+                                  "mopo.num_iterations": 1000}]
+    assert run(longer, workdir)["returns"] == straight["returns"]  # now the workdir's length
+
+    with pytest.raises(common.UsageError, match=r"only be made longer"):
+        run(tiny_config(num_steps=25), workdir, extend=True)
+    other = tiny_config(num_steps=40)
+    other.awac.batch_size = 16
+    with pytest.raises(RunMismatchError, match=r"awac\.batch_size"):
+        run(other, workdir, extend=True)
+    copy = tmp_path / "fine_tuned"
+    shutil.copytree(full_run, copy)
+    with pytest.raises(common.UsageError, match=r"\['dynamics', 'mb2po'\] phase\(s\) already started"):
+        run(tiny_config(fine_tune=True, num_steps=30), copy, extend=True)

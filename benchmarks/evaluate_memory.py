@@ -1,0 +1,109 @@
+"""Peak memory of ``experiments.evaluate`` on a fine-tuning checkpoint.
+
+An MB2PO checkpoint holds the agent and the model buffer (K iterations of S
+rows; 11 GB for hopper at the paper's K = 100, S = 1M). Evaluation needs only
+the policy, so it restores only the agent. This script writes a hopper MB2PO
+checkpoint with the paper's networks and a buffer of ``--buffer-iterations``
+x ``--rollout-samples`` rows (zeros: the values do not matter for memory),
+then runs ``python -m experiments.evaluate`` on it in a fresh process and
+prints the child's peak RSS as one JSON line; ``--full-restore`` also
+measures restoring the whole state (what evaluation did before) for contrast.
+
+    python benchmarks/evaluate_memory.py --buffer-iterations 40 --full-restore
+
+Peak RSS that does not grow with ``--buffer-iterations`` shows that the
+buffer is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from experiments.configs.base import paper_config  # noqa: E402
+from experiments.phases import MB2PO, abstract_policy_state  # noqa: E402
+from mb2po_jax.checkpoint import Checkpointer  # noqa: E402
+
+OBS_DIM, ACT_DIM = 11, 3  # Hopper-v5
+
+FULL_RESTORE = """
+import json, sys, ml_collections
+from mb2po_jax.checkpoint import Checkpointer
+from experiments.phases import abstract_policy_state
+with Checkpointer(sys.argv[1]) as c:
+    meta = c.restore_meta()
+    config = ml_collections.ConfigDict(meta["config"])
+    state, _ = c.restore(abstract_policy_state(config, "mb2po", 11, 3))
+print(int(state.iteration))
+"""
+
+
+def write_checkpoint(workdir: Path, buffer_iterations: int, rollout_samples: int) -> float:
+    config = paper_config("hopper-mixed")
+    config.mb2po.buffer_iterations = buffer_iterations
+    config.mb2po.rollout_samples = rollout_samples
+    abstract = abstract_policy_state(config, MB2PO, OBS_DIM, ACT_DIM)
+    state = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), abstract)
+    gigabytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state.buffer)) / 1e9
+    meta = {"config": json.loads(config.to_json()), "env_id": "Hopper-v5",
+            "dataset": {"obs_dim": OBS_DIM, "act_dim": ACT_DIM, "ref_min_score": None,
+                        "ref_max_score": None}}
+    with Checkpointer(workdir / "checkpoints" / MB2PO) as checkpointer:
+        checkpointer.save(1, state, {**meta, "phase": MB2PO, "step": 1})
+    return gigabytes
+
+
+def child_peak_rss(command: list[str]) -> tuple[float, float]:
+    """(peak RSS in GiB of the command's process tree, seconds)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.time()
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the max over all waited-for children: run the
+    # cases in increasing expected size, or read it per fresh parent.
+    return max(peak, before) / 2**20, time.time() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--buffer-iterations", type=int, default=40)
+    parser.add_argument("--rollout-samples", type=int, default=1_000_000)
+    parser.add_argument("--full-restore", action="store_true",
+                        help="also measure restoring the whole state (the old evaluation)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=REPO / "runs" if (REPO / "runs").is_dir() else None) as tmp:
+        workdir = Path(tmp)
+        start = time.time()
+        gigabytes = write_checkpoint(workdir, args.buffer_iterations, args.rollout_samples)
+        write_seconds = time.time() - start
+        evaluate_gib, evaluate_seconds = child_peak_rss(
+            [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}",
+             "--num_episodes=1"])
+        out = {"benchmark": "evaluate_memory", "buffer_gb": round(gigabytes, 2),
+               "buffer_iterations": args.buffer_iterations,
+               "rollout_samples": args.rollout_samples,
+               "write_seconds": round(write_seconds, 1),
+               "evaluate_peak_rss_gib": round(evaluate_gib, 3),
+               "evaluate_seconds": round(evaluate_seconds, 1)}
+        if args.full_restore:
+            full_gib, full_seconds = child_peak_rss(
+                [sys.executable, "-c", FULL_RESTORE, str(workdir / "checkpoints" / MB2PO)])
+            out.update(full_restore_peak_rss_gib=round(full_gib, 3),
+                       full_restore_seconds=round(full_seconds, 1))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
