@@ -1,4 +1,4 @@
-"""Tests for dataset loading, validation, the task registry and the maker.
+"""Tests for dataset loading, validation, the task registry, Minari I/O and the maker.
 
 All data is made here (no downloads): a hand-built D4RL HDF5 file whose exact
 transitions are known, and a tiny Hopper-v5 Minari dataset from the maker.
@@ -28,8 +28,10 @@ from mb2po_jax.data import (
     load_minari,
     make_minari_dataset,
     parse_task_name,
+    read_episode_buffers,
     resolve_dataset,
     validate_transitions,
+    write_minari_dataset,
 )
 from mb2po_jax.transitions import Transitions
 
@@ -205,6 +207,55 @@ def test_maker_refuses_to_overwrite(minari_store: Path) -> None:
     )
     data, _ = load_minari(made.dataset_id)
     assert len(data) == 30 and np.all(data.actions == 0)
+
+
+def _episodes(lengths: list[int], ends: str) -> list[EpisodeBuffer]:
+    """Hopper-shaped episodes whose values identify (episode, step); each ends
+    in a termination ('t') or a truncation ('x')."""
+    out = []
+    for i, (steps, end) in enumerate(zip(lengths, ends)):
+        flags = np.zeros(steps, bool)
+        observations = (100 * i + np.arange(steps + 1, dtype=np.float64))[:, None] * np.ones(11)
+        out.append(EpisodeBuffer(
+            id=i, seed=7 if i == 0 else None, observations=observations,
+            actions=np.full((steps, 3), 0.1 * i, np.float32),
+            rewards=np.arange(steps, dtype=np.float64) + i,
+            terminations=np.r_[flags[:-1], end == "t"], truncations=np.r_[flags[:-1], end == "x"],
+        ))
+    return out
+
+
+def test_minari_writer_and_readers_roundtrip(minari_store: Path) -> None:
+    episodes = _episodes([3, 5, 2], "txt")
+    path = write_minari_dataset("tests/io-v0", episodes, "Hopper-v5", algorithm_name="test",
+                                description="test", max_episode_steps=25, ref_max_score=9.0)
+    assert path == minari_store / "tests/io-v0"
+    data, info = load_minari("tests/io-v0")
+    assert len(data) == 10 and info.num_episodes == 3 and info.env_id == "Hopper-v5"
+    assert (info.ref_min_score, info.ref_max_score) == (None, 9.0)  # only what was given
+    np.testing.assert_array_equal(data.terminals, [0, 0, 1, 0, 0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(data.timeouts, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(data.next_observations[:3, 0], [1, 2, 3])
+    metadata = minari.load_dataset("tests/io-v0").storage.metadata
+    assert '"max_episode_steps": 25' in metadata["env_spec"]  # the collection limit
+    assert '"max_episode_steps": 1000' in metadata["eval_env_spec"]  # the env's own
+
+    back = read_episode_buffers("tests/io-v0", start_id=4)
+    assert [e.id for e in back] == [4, 5, 6]
+    for a, b in zip(episodes, back):
+        for field in ("observations", "actions", "rewards", "terminations", "truncations"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), field)
+
+
+def test_minari_writer_refuses_to_overwrite(minari_store: Path) -> None:
+    write_minari_dataset("tests/io-v0", _episodes([2], "t"), "Hopper-v5",
+                         algorithm_name="test", description="test")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_minari_dataset("tests/io-v0", _episodes([4], "t"), "Hopper-v5",
+                             algorithm_name="test", description="test")
+    write_minari_dataset("tests/io-v0", _episodes([4], "t"), "Hopper-v5",
+                         algorithm_name="test", description="test", overwrite=True)
+    assert len(load_minari("tests/io-v0")[0]) == 4
 
 
 @pytest.mark.filterwarnings("ignore:.*(eval_env|env_spec).*:UserWarning")

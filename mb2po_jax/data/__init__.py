@@ -8,6 +8,7 @@ from mb2po_jax.data.loaders import (
     load_minari,
 )
 from mb2po_jax.data.maker import MadeDataset, make_minari_dataset
+from mb2po_jax.data.minari_io import read_episode_buffers, write_minari_dataset
 from mb2po_jax.data.registry import (
     KINDS,
     d4rl_filename,

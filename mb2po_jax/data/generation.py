@@ -67,9 +67,7 @@ import functools
 import json
 import logging
 import re
-import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
@@ -77,7 +75,6 @@ import flax.struct
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
-import minari
 import numpy as np
 from minari.data_collector import EpisodeBuffer
 from minari.storage.datasets_root_dir import get_dataset_path
@@ -85,6 +82,7 @@ from minari.storage.datasets_root_dir import get_dataset_path
 from mb2po_jax.agents import sac as sac_lib
 from mb2po_jax.checkpoint import Checkpointer, describe_differences
 from mb2po_jax.data.loaders import minari_dataset_exists, minari_store_path
+from mb2po_jax.data.minari_io import read_episode_buffers, write_minari_dataset
 from mb2po_jax.data.registry import KINDS, local_minari_id
 from mb2po_jax.envs import ENV_IDS, UNIT_ACTION_GYM_IDS, lookup_ref_scores
 from mb2po_jax.transitions import Transitions
@@ -1090,54 +1088,6 @@ def read_card(dataset_id: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def write_minari_dataset(
-    dataset_id: str, episodes: list[EpisodeBuffer], env_id: str, *,
-    refs: tuple[float, float] | None, algorithm_name: str, description: str,
-    overwrite: bool = False,
-) -> Path:
-    """Writes episodes as a local Minari dataset (the maker's conventions:
-    ``create_dataset_from_buffers``, the plain env id as the eval env, reference
-    scores written into the metadata directly)."""
-    path = get_dataset_path(dataset_id)
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"Minari dataset '{dataset_id}' already exists at {path}; pass "
-                f"--overwrite to replace it.")
-        shutil.rmtree(path)
-    env = gym.make(env_id)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r"`(author|author_email|code_permalink)`")
-            minari.create_dataset_from_buffers(
-                dataset_id, episodes, env=env, eval_env=env_id,
-                algorithm_name=algorithm_name, description=description,
-            )
-    finally:
-        env.close()
-    if refs is not None:
-        # Written directly: minari would otherwise estimate a missing
-        # ref_min_score by running random episodes (see data.maker).
-        minari.load_dataset(dataset_id).storage.update_metadata(
-            {"ref_min_score": float(refs[0]), "ref_max_score": float(refs[1])})
-    return path
-
-
-def _read_episodes(dataset_id: str, start_id: int = 0) -> list[EpisodeBuffer]:
-    dataset = minari.load_dataset(dataset_id)
-    out = []
-    for i, episode in enumerate(dataset.iterate_episodes()):
-        out.append(EpisodeBuffer(
-            id=start_id + i, seed=None,
-            observations=np.asarray(episode.observations),
-            actions=np.asarray(episode.actions),
-            rewards=np.asarray(episode.rewards, dtype=np.float64),
-            terminations=np.asarray(episode.terminations, dtype=bool),
-            truncations=np.asarray(episode.truncations, dtype=bool),
-        ))
-    return out
-
-
 @dataclasses.dataclass(frozen=True)
 class MadeKind:
     """One dataset: its id, directory, data card, and whether it already existed."""
@@ -1315,8 +1265,8 @@ def make_datasets(
             card["wall_seconds"] = {"sac": float(info["wall_seconds"]), "collection": 0.0}
         else:  # medium-expert
             t0 = time.time()
-            medium_eps = _read_episodes(ids["medium"])
-            expert_eps = _read_episodes(ids["expert"], start_id=len(medium_eps))
+            medium_eps = read_episode_buffers(ids["medium"])
+            expert_eps = read_episode_buffers(ids["expert"], start_id=len(medium_eps))
             episodes, cut = medium_eps + expert_eps, False
             parts = {part: read_card(ids[part]) for part in ("medium", "expert")}
             card["behaviour_policy"] = {
@@ -1343,9 +1293,10 @@ def make_datasets(
             + ("" if normalized is None else f"mean normalised return {normalized:.1f}; ")
             + f"seed {cfg.seed}. Made by mb2po_jax.data.generation.")
         path = write_minari_dataset(
-            dataset_id, episodes, cfg.env_id, refs=refs,
+            dataset_id, episodes, cfg.env_id,
             algorithm_name=f"SAC (mb2po_jax.agents.sac), {kind} data", description=description,
-            overwrite=True)
+            ref_min_score=None if refs is None else refs[0],
+            ref_max_score=None if refs is None else refs[1], overwrite=True)
         card["wall_seconds"]["write"] = time.time() - t0
         card["wall_seconds"]["total_this_kind"] = (
             card["wall_seconds"]["sac"] + card["wall_seconds"]["collection"]

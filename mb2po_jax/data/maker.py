@@ -2,26 +2,22 @@
 
 Remote datasets cannot be downloaded everywhere (CI, air-gapped clusters), so
 tests and the quickstart make their own. Steps are collected in a plain loop
-and written once with :func:`minari.create_dataset_from_buffers`, which avoids
-the per-step bookkeeping of ``minari.DataCollector`` and keeps a few thousand
-steps to well under a second of collection time.
+and written once by :func:`mb2po_jax.data.minari_io.write_minari_dataset`,
+which keeps a few thousand steps to well under a second.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import gymnasium as gym
-import minari
 import numpy as np
 from minari.data_collector import EpisodeBuffer
-from minari.dataset.minari_dataset import parse_dataset_id
-from minari.storage.datasets_root_dir import get_dataset_path
+
+from mb2po_jax.data.minari_io import check_writable, write_minari_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -155,57 +151,24 @@ def make_minari_dataset(
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}.")
-    # Checked up front: minari creates the directory before parsing the id.
-    parse_dataset_id(dataset_id)
-    path = get_dataset_path(dataset_id)
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(
-                f"Minari dataset '{dataset_id}' already exists at {path}; pass "
-                f"overwrite=True to replace it or choose another id/version."
-            )
-        shutil.rmtree(path)
+    # Before collecting: a bad id or an existing dataset fails at once.
+    check_writable(dataset_id, overwrite)
     env = gym.make(env_id, max_episode_steps=max_episode_steps)
     try:
         _check_env(env, env_id)
         buffers = _collect(env, _action_fn(env, policy, seed), num_steps, seed)
-        _write(dataset_id, env, env_id, buffers, policy, seed)
     finally:
         env.close()
-    _record_ref_scores(dataset_id, ref_min_score, ref_max_score)
+    policy_name = policy if isinstance(policy, str) else getattr(policy, "__name__", repr(policy))
+    path = write_minari_dataset(
+        dataset_id, buffers, env_id,
+        algorithm_name=f"mb2po_jax.data.maker (policy={policy_name})",
+        description=(
+            f"{num_steps} steps of policy '{policy_name}' in {env_id} (seed {seed}), "
+            f"recorded by mb2po_jax.data.maker.make_minari_dataset."
+        ),
+        max_episode_steps=max_episode_steps, ref_min_score=ref_min_score,
+        ref_max_score=ref_max_score, overwrite=overwrite,
+    )
     logger.info("Wrote %d steps (%d episodes) of %s to %s", num_steps, len(buffers), env_id, path)
     return MadeDataset(dataset_id, path, num_steps, len(buffers))
-
-
-def _write(
-    dataset_id: str, env: gym.Env, env_id: str, buffers: list[EpisodeBuffer],
-    policy: str | Policy, seed: int,
-) -> None:
-    policy_name = policy if isinstance(policy, str) else getattr(policy, "__name__", repr(policy))
-    with warnings.catch_warnings():
-        # Provenance fields minari nags about; this is locally generated data.
-        warnings.filterwarnings("ignore", message=r"`(author|author_email|code_permalink)`")
-        minari.create_dataset_from_buffers(
-            dataset_id,
-            buffers,
-            env=env,
-            eval_env=env_id,
-            algorithm_name=f"mb2po_jax.data.maker (policy={policy_name})",
-            description=(
-                f"{sum(len(b) for b in buffers)} steps of policy '{policy_name}' in "
-                f"{env.spec.id if env.spec else env_id} (seed {seed}), recorded by "
-                f"mb2po_jax.data.maker.make_minari_dataset."
-            ),
-        )
-
-
-def _record_ref_scores(dataset_id: str, ref_min: float | None, ref_max: float | None) -> None:
-    # Written directly: minari would otherwise estimate a missing ref_min_score
-    # by running 100 random episodes whenever ref_max_score is given.
-    scores = {
-        key: float(value)
-        for key, value in (("ref_min_score", ref_min), ("ref_max_score", ref_max))
-        if value is not None
-    }
-    if scores:
-        minari.load_dataset(dataset_id).storage.update_metadata(scores)
