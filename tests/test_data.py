@@ -1,7 +1,8 @@
-"""Tests for dataset loading, validation, the task registry, Minari I/O and the maker.
+"""Tests for dataset loading, validation, the task registry and Minari I/O.
 
 All data is made here (no downloads): a hand-built D4RL HDF5 file whose exact
-transitions are known, and a tiny Hopper-v5 Minari dataset from the maker.
+transitions are known, hand-built Minari episodes, and a tiny Hopper-v5 Minari
+dataset from the recorder (its own tests are in tests/test_make_dataset.py).
 """
 
 from __future__ import annotations
@@ -26,13 +27,13 @@ from mb2po_jax.data import (
     fingerprint,
     load_d4rl_hdf5,
     load_minari,
-    make_minari_dataset,
     parse_task_name,
     read_episode_buffers,
     resolve_dataset,
     validate_transitions,
     write_minari_dataset,
 )
+from mb2po_jax.datagen import make_minari_dataset
 from mb2po_jax.transitions import Transitions
 
 OBS_DIM, ACT_DIM = 3, 2
@@ -159,54 +160,6 @@ def test_d4rl_missing_key_and_length_mismatch_are_reported(tmp_path: Path) -> No
 
 
 # --------------------------------------------------------------------- Minari
-
-
-def test_maker_and_minari_loader_roundtrip(minari_store: Path) -> None:
-    start = time.perf_counter()
-    made = make_minari_dataset(
-        "mb2po/hopper/mixed-v0", "Hopper-v5", 300, seed=0, max_episode_steps=25,
-        ref_min_score=-1.5,
-    )
-    assert time.perf_counter() - start < 10
-    assert made.path == minari_store / "mb2po/hopper/mixed-v0"
-    data, info = load_minari("mb2po/hopper/mixed-v0")
-
-    assert data.observations.shape == (300, 11) and data.next_observations.shape == (300, 11)
-    assert data.actions.shape == (300, 3) and data.rewards.shape == (300,)
-    assert data.observations.dtype == np.float32
-    assert np.abs(data.actions).max() <= 1.0
-    ends = (data.terminals == 1) | (data.timeouts == 1)
-    assert data.terminals.sum() > 0 and data.timeouts.sum() > 0  # both kinds of end
-    assert ends[-1]  # the step budget ends the last episode
-    assert info.num_episodes == made.num_episodes == ends.sum()
-    # Within an episode s'[t] == s[t + 1]; at an episode end s[t + 1] is a reset.
-    within = ~ends[:-1]
-    np.testing.assert_array_equal(
-        data.next_observations[:-1][within], data.observations[1:][within]
-    )
-    assert not np.allclose(data.next_observations[:-1][~within], data.observations[1:][~within])
-    assert info.env_id == "Hopper-v5"
-    assert info.ref_min_score == -1.5 and info.ref_max_score is None
-    assert info.source == f"minari:mb2po/hopper/mixed-v0 (local store {minari_store})"
-
-    # The same steps, read episode by episode straight from minari.
-    episodes = list(minari.load_dataset("mb2po/hopper/mixed-v0").iterate_episodes())
-    np.testing.assert_allclose(
-        data.observations, np.concatenate([e.observations[:-1] for e in episodes]), rtol=1e-6
-    )
-    np.testing.assert_array_equal(data.timeouts, np.concatenate([e.truncations for e in episodes]))
-
-
-def test_maker_refuses_to_overwrite(minari_store: Path) -> None:
-    make_minari_dataset("mb2po/hopper/random-v0", "Hopper-v5", 20, max_episode_steps=10)
-    with pytest.raises(FileExistsError, match="overwrite=True"):
-        make_minari_dataset("mb2po/hopper/random-v0", "Hopper-v5", 20)
-    made = make_minari_dataset(
-        "mb2po/hopper/random-v0", "Hopper-v5", 30, overwrite=True,
-        policy=lambda obs: np.zeros((len(obs), 3)),
-    )
-    data, _ = load_minari(made.dataset_id)
-    assert len(data) == 30 and np.all(data.actions == 0)
 
 
 def _episodes(lengths: list[int], ends: str) -> list[EpisodeBuffer]:

@@ -1,8 +1,8 @@
 """Writes episodes as a local Minari dataset, and reads them back as episodes.
 
 The one Minari writer of the project: the small recorder
-(:func:`mb2po_jax.data.maker.make_minari_dataset`) and the SAC dataset kinds
-(:func:`mb2po_jax.data.generation.make_datasets`) both write through
+(:func:`mb2po_jax.datagen.make_minari_dataset`) and the SAC dataset kinds
+(:func:`mb2po_jax.datagen.make_datasets`) both write through
 :func:`write_minari_dataset`, so every locally made dataset follows the same
 conventions: :func:`minari.create_dataset_from_buffers` (no per-step
 ``DataCollector`` bookkeeping), the plain env id as the evaluation env spec
