@@ -140,7 +140,8 @@ def env_dims(env_id: str) -> tuple[int, int]:
     try:
         return gym_dims(env_id)
     except ValueError as error:
-        raise GenerationError(f"--env: {error}") from None
+        # gym_dims's messages start with the id: this reads "--env=<id>: ...".
+        raise GenerationError(f"--env={error}") from None
 
 
 # ------------------------------------------------------------- validation
