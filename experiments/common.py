@@ -21,10 +21,10 @@ from mb2po_jax.data import (
     DatasetError,
     DatasetInfo,
     DatasetNotFoundError,
-    make_minari_dataset,
     resolve_dataset,
     validate_transitions,
 )
+from mb2po_jax.datagen import make_minari_dataset
 from mb2po_jax.transitions import Transitions
 
 logger = logging.getLogger(__name__)

@@ -34,7 +34,7 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags() -> None:
-    from mb2po_jax.data.generation import D4RL_DATASET_SIZE
+    from mb2po_jax.datagen import D4RL_DATASET_SIZE
 
     flags.DEFINE_string("env", None, "hopper, halfcheetah, walker2d, or a gymnasium MuJoCo id "
                         "with actions in [-1, 1] (e.g. Ant-v5).")
@@ -75,36 +75,36 @@ def _define_flags() -> None:
 
 def build_config(f=FLAGS):
     """Flags -> (GenerationConfig, kinds, env name); raises GenerationError."""
-    from mb2po_jax.data import generation
+    from mb2po_jax import datagen
     from mb2po_jax.agents.sac import SACConfig
 
     if not f.env:
-        raise generation.GenerationError(
+        raise datagen.GenerationError(
             "--env is required: hopper, halfcheetah, walker2d, or a gymnasium MuJoCo id.")
     if not f.kind:
-        raise generation.GenerationError(
-            f"--kind is required; valid kinds: {', '.join(generation.KINDS)}, all.")
-    kinds = generation.expand_kinds([k for k in f.kind.split(",") if k.strip()])
-    env_name, env_id = generation.resolve_env(f.env)
+        raise datagen.GenerationError(
+            f"--kind is required; valid kinds: {', '.join(datagen.KIND_TABLE)}, all.")
+    kinds = datagen.expand_kinds([k for k in f.kind.split(",") if k.strip()])
+    env_name, env_id = datagen.resolve_env(f.env)
     if f.size is not None:
         size = f.size
     else:
         if not f.scale > 0:
-            raise generation.GenerationError(f"--scale={f.scale}: must be > 0 (e.g. 0.1).")
-        size = max(1, round(f.scale * generation.D4RL_DATASET_SIZE))
+            raise datagen.GenerationError(f"--scale={f.scale}: must be > 0 (e.g. 0.1).")
+        size = max(1, round(f.scale * datagen.D4RL_DATASET_SIZE))
     refs = None
     if (f.ref_min_score is None) != (f.ref_max_score is None):
-        raise generation.GenerationError(
+        raise datagen.GenerationError(
             "--ref_min_score and --ref_max_score go together; pass both or neither.")
     if f.ref_min_score is not None:
         refs = (f.ref_min_score, f.ref_max_score)
     try:
         hidden = tuple(int(width) for width in f.hidden_dims)
     except ValueError:
-        raise generation.GenerationError(
+        raise datagen.GenerationError(
             f"--hidden_dims={','.join(f.hidden_dims)}: must be comma-separated integers, "
             f"e.g. 256,256.") from None
-    cfg = generation.GenerationConfig(
+    cfg = datagen.GenerationConfig(
         env_id=env_id, seed=f.seed, sac=SACConfig(hidden_dims=hidden),
         batch_size=f.batch_size, max_env_steps=f.max_env_steps,
         learning_starts=f.learning_starts, update_every=f.update_every,
@@ -113,8 +113,8 @@ def build_config(f=FLAGS):
         expert_target=f.expert_target, expert_policy=f.expert_policy,
         checkpoint_every=f.checkpoint_every, ref_scores=refs, dataset_size=size,
     )
-    generation.validate_config(cfg, kinds)
-    generation.env_dims(env_id)
+    datagen.validate_request(cfg, kinds)
+    datagen.env_dims(env_id)
     return cfg, kinds, env_name
 
 
@@ -149,24 +149,25 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from experiments.common import setup_logging
-    from mb2po_jax.data import generation
+    from mb2po_jax import datagen
+    from mb2po_jax.data.loaders import minari_store_path
 
     setup_logging()
     try:
         cfg, kinds, env_name = build_config()
-        results = generation.make_datasets(
+        results = datagen.make_datasets(
             cfg, kinds, env_name=env_name, workdir=FLAGS.workdir, overwrite=FLAGS.overwrite,
             progress=FLAGS.progress_bar)
-    except generation.InterruptedGeneration as interrupted:
+    except datagen.InterruptedGeneration as interrupted:
         print(interrupted, file=sys.stderr)
         sys.exit(130)
-    except (generation.GenerationError, FileExistsError) as error:
+    except (datagen.GenerationError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     print(summary_table(results))
-    store = generation.minari_store_path()
+    store = minari_store_path()
     print(f"Datasets in the Minari store {store}; data cards: <dataset dir>/"
-          f"{generation.CARD_FILE}. Use them with experiments.run "
+          f"{datagen.CARD_FILE}. Use them with experiments.run "
           f"--config.dataset={env_name}-<kind>.")
     if results:
         workdir = Path(next(iter(results.values())).card.get("behaviour_workdir", ""))

@@ -360,7 +360,7 @@ def dataset_scores(config: ml_collections.ConfigDict) -> dict[str, float | None]
     behaviour = None
     match = re.match(r"minari:(\S+)", data.info.source)
     if match:
-        from mb2po_jax.data.generation import read_card
+        from mb2po_jax.datagen import read_card
 
         card = read_card(match.group(1)) or {}
         behaviour = (card.get("behaviour_policy") or {}).get("eval_normalized_score")

@@ -1,7 +1,8 @@
-"""Tests for dataset loading, validation, the task registry and the maker.
+"""Tests for dataset loading, validation, the task registry and Minari I/O.
 
 All data is made here (no downloads): a hand-built D4RL HDF5 file whose exact
-transitions are known, and a tiny Hopper-v5 Minari dataset from the maker.
+transitions are known, hand-built Minari episodes, and a tiny Hopper-v5 Minari
+dataset from the recorder (its own tests are in tests/test_make_dataset.py).
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from mb2po_jax.data import (
     fingerprint,
     load_d4rl_hdf5,
     load_minari,
-    make_minari_dataset,
     parse_task_name,
+    read_episode_buffers,
     resolve_dataset,
     validate_transitions,
+    write_minari_dataset,
 )
+from mb2po_jax.datagen import make_minari_dataset
 from mb2po_jax.transitions import Transitions
 
 OBS_DIM, ACT_DIM = 3, 2
@@ -159,52 +162,53 @@ def test_d4rl_missing_key_and_length_mismatch_are_reported(tmp_path: Path) -> No
 # --------------------------------------------------------------------- Minari
 
 
-def test_maker_and_minari_loader_roundtrip(minari_store: Path) -> None:
-    start = time.perf_counter()
-    made = make_minari_dataset(
-        "mb2po/hopper/mixed-v0", "Hopper-v5", 300, seed=0, max_episode_steps=25,
-        ref_min_score=-1.5,
-    )
-    assert time.perf_counter() - start < 10
-    assert made.path == minari_store / "mb2po/hopper/mixed-v0"
-    data, info = load_minari("mb2po/hopper/mixed-v0")
-
-    assert data.observations.shape == (300, 11) and data.next_observations.shape == (300, 11)
-    assert data.actions.shape == (300, 3) and data.rewards.shape == (300,)
-    assert data.observations.dtype == np.float32
-    assert np.abs(data.actions).max() <= 1.0
-    ends = (data.terminals == 1) | (data.timeouts == 1)
-    assert data.terminals.sum() > 0 and data.timeouts.sum() > 0  # both kinds of end
-    assert ends[-1]  # the step budget ends the last episode
-    assert info.num_episodes == made.num_episodes == ends.sum()
-    # Within an episode s'[t] == s[t + 1]; at an episode end s[t + 1] is a reset.
-    within = ~ends[:-1]
-    np.testing.assert_array_equal(
-        data.next_observations[:-1][within], data.observations[1:][within]
-    )
-    assert not np.allclose(data.next_observations[:-1][~within], data.observations[1:][~within])
-    assert info.env_id == "Hopper-v5"
-    assert info.ref_min_score == -1.5 and info.ref_max_score is None
-    assert info.source == f"minari:mb2po/hopper/mixed-v0 (local store {minari_store})"
-
-    # The same steps, read episode by episode straight from minari.
-    episodes = list(minari.load_dataset("mb2po/hopper/mixed-v0").iterate_episodes())
-    np.testing.assert_allclose(
-        data.observations, np.concatenate([e.observations[:-1] for e in episodes]), rtol=1e-6
-    )
-    np.testing.assert_array_equal(data.timeouts, np.concatenate([e.truncations for e in episodes]))
+def _episodes(lengths: list[int], ends: str) -> list[EpisodeBuffer]:
+    """Hopper-shaped episodes whose values identify (episode, step); each ends
+    in a termination ('t') or a truncation ('x')."""
+    out = []
+    for i, (steps, end) in enumerate(zip(lengths, ends)):
+        flags = np.zeros(steps, bool)
+        observations = (100 * i + np.arange(steps + 1, dtype=np.float64))[:, None] * np.ones(11)
+        out.append(EpisodeBuffer(
+            id=i, seed=7 if i == 0 else None, observations=observations,
+            actions=np.full((steps, 3), 0.1 * i, np.float32),
+            rewards=np.arange(steps, dtype=np.float64) + i,
+            terminations=np.r_[flags[:-1], end == "t"], truncations=np.r_[flags[:-1], end == "x"],
+        ))
+    return out
 
 
-def test_maker_refuses_to_overwrite(minari_store: Path) -> None:
-    make_minari_dataset("mb2po/hopper/random-v0", "Hopper-v5", 20, max_episode_steps=10)
+def test_minari_writer_and_readers_roundtrip(minari_store: Path) -> None:
+    episodes = _episodes([3, 5, 2], "txt")
+    path = write_minari_dataset("tests/io-v0", episodes, "Hopper-v5", algorithm_name="test",
+                                description="test", max_episode_steps=25, ref_max_score=9.0)
+    assert path == minari_store / "tests/io-v0"
+    data, info = load_minari("tests/io-v0")
+    assert len(data) == 10 and info.num_episodes == 3 and info.env_id == "Hopper-v5"
+    assert (info.ref_min_score, info.ref_max_score) == (None, 9.0)  # only what was given
+    np.testing.assert_array_equal(data.terminals, [0, 0, 1, 0, 0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(data.timeouts, [0, 0, 0, 0, 0, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(data.next_observations[:3, 0], [1, 2, 3])
+    metadata = minari.load_dataset("tests/io-v0").storage.metadata
+    assert '"max_episode_steps": 25' in metadata["env_spec"]  # the collection limit
+    assert '"max_episode_steps": 1000' in metadata["eval_env_spec"]  # the env's own
+
+    back = read_episode_buffers("tests/io-v0", start_id=4)
+    assert [e.id for e in back] == [4, 5, 6]
+    for a, b in zip(episodes, back):
+        for field in ("observations", "actions", "rewards", "terminations", "truncations"):
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field), field)
+
+
+def test_minari_writer_refuses_to_overwrite(minari_store: Path) -> None:
+    write_minari_dataset("tests/io-v0", _episodes([2], "t"), "Hopper-v5",
+                         algorithm_name="test", description="test")
     with pytest.raises(FileExistsError, match="overwrite=True"):
-        make_minari_dataset("mb2po/hopper/random-v0", "Hopper-v5", 20)
-    made = make_minari_dataset(
-        "mb2po/hopper/random-v0", "Hopper-v5", 30, overwrite=True,
-        policy=lambda obs: np.zeros((len(obs), 3)),
-    )
-    data, _ = load_minari(made.dataset_id)
-    assert len(data) == 30 and np.all(data.actions == 0)
+        write_minari_dataset("tests/io-v0", _episodes([4], "t"), "Hopper-v5",
+                             algorithm_name="test", description="test")
+    write_minari_dataset("tests/io-v0", _episodes([4], "t"), "Hopper-v5",
+                         algorithm_name="test", description="test", overwrite=True)
+    assert len(load_minari("tests/io-v0")[0]) == 4
 
 
 @pytest.mark.filterwarnings("ignore:.*(eval_env|env_spec).*:UserWarning")

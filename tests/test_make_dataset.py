@@ -1,4 +1,5 @@
-"""Dataset generation at a tiny scale: every kind from one SAC run in Hopper-v5.
+"""Dataset making (mb2po_jax.datagen) at a tiny scale: every kind from one SAC
+run in Hopper-v5, a kind added through the table, and the small recorder.
 
 Each test makes its own data in a temporary Minari store: SAC with 2 x 16
 networks for about a thousand env steps, rollouts of a few hundred to a few
@@ -10,11 +11,13 @@ still the random policy, so the medium threshold is set below its score.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -23,18 +26,19 @@ import minari
 import numpy as np
 import pytest
 
-from mb2po_jax import envs
-from mb2po_jax.checkpoint import Checkpointer
-from mb2po_jax.data import generation, load_minari, resolve_dataset
-from mb2po_jax.data.registry import KINDS, local_minari_id
+from mb2po_jax import datagen, envs
 from mb2po_jax.agents.sac import SACConfig
+from mb2po_jax.checkpoint import Checkpointer
+from mb2po_jax.data import load_minari, read_episode_buffers, resolve_dataset
+from mb2po_jax.data.registry import KINDS, local_minari_id
+from mb2po_jax.datagen import rollouts
 
 REPO = Path(__file__).resolve().parents[1]
 HOPPER_REFS = envs.D4RL_REF_SCORES["hopper"]
 OBS_DIM, ACT_DIM = 11, 3
 
 
-def tiny_config(**overrides) -> generation.GenerationConfig:
+def tiny_config(**overrides) -> datagen.GenerationConfig:
     values = dict(
         env_id="Hopper-v5", seed=0, sac=SACConfig(hidden_dims=(16, 16)), batch_size=32,
         max_env_steps=400, learning_starts=100, update_every=50, eval_every=200,
@@ -42,7 +46,7 @@ def tiny_config(**overrides) -> generation.GenerationConfig:
         dataset_size=500,
     )
     values.update(overrides)
-    return generation.GenerationConfig(**values)
+    return datagen.GenerationConfig(**values)
 
 
 @pytest.fixture
@@ -59,7 +63,7 @@ def made(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("made")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MINARI_DATASETS_PATH", str(root / "minari"))
-        results = generation.make_datasets(tiny_config(), "all", progress=False)
+        results = datagen.make_datasets(tiny_config(), "all", progress=False)
     return root, results
 
 
@@ -101,7 +105,7 @@ def test_every_kind_is_a_valid_minari_dataset_the_loader_reads(made, made_store:
             assert ends[-1] and not ends[:-1].any()
             assert episode.observations.shape == (len(episode.rewards) + 1, OBS_DIM)
 
-        card = json.loads((result.path / generation.CARD_FILE).read_text())
+        card = json.loads((result.path / datagen.CARD_FILE).read_text())
         for key in ("size", "episodes", "return_mean", "return_min", "return_max",
                     "normalized_return_mean", "behaviour_policy", "wall_seconds", "seed",
                     "ref_min_score", "ref_max_score", "env_id", "kind", "created"):
@@ -124,11 +128,7 @@ def test_mixed_is_the_replay_buffer_up_to_the_medium_policy(made, made_store: Pa
     mixed, _ = load_minari(local_minari_id("hopper", "mixed"))
     workdir = Path(results["mixed"].card["behaviour_workdir"])
     cfg = tiny_config()
-    agent, obs_dim, act_dim = generation.build_agent(cfg)
-    with Checkpointer(workdir / "checkpoints") as checkpointer:
-        abstract = jax.eval_shape(lambda: generation._init_state(
-            agent, jax.random.PRNGKey(0), cfg.max_env_steps, obs_dim, act_dim))
-        state, meta = checkpointer.restore(abstract)
+    state, meta = datagen.load_run_checkpoint(cfg, workdir)
     n = results["mixed"].card["size"]
     assert meta["medium"]["env_steps"] == n
     buffer = jax.tree.map(lambda x: np.asarray(x)[:n], state.buffer)
@@ -150,20 +150,20 @@ def test_medium_expert_is_medium_then_expert(made_store: Path) -> None:
 def test_existing_datasets_are_reused_never_silently_overwritten(
         made, made_store: Path, caplog: pytest.LogCaptureFixture) -> None:
     _, first = made
-    mtimes = {k: (r.path / generation.CARD_FILE).stat().st_mtime_ns for k, r in first.items()}
+    mtimes = {k: (r.path / datagen.CARD_FILE).stat().st_mtime_ns for k, r in first.items()}
     with caplog.at_level(logging.INFO, logger="mb2po_jax"):
-        again = generation.make_datasets(tiny_config(), ["mixed", "medium"], progress=False)
+        again = datagen.make_datasets(tiny_config(), ["mixed", "medium"], progress=False)
     assert all(r.reused for r in again.values()) and list(again) == ["medium", "mixed"]
     assert "reusing it" in caplog.text
-    assert {k: (r.path / generation.CARD_FILE).stat().st_mtime_ns for k, r in again.items()} == {
+    assert {k: (r.path / datagen.CARD_FILE).stat().st_mtime_ns for k, r in again.items()} == {
         k: mtimes[k] for k in again}
     # A dataset without its card (an interrupted write) is refused, not reused.
-    card = first["random"].path / generation.CARD_FILE
+    card = first["random"].path / datagen.CARD_FILE
     saved = card.read_text()
     card.unlink()
     try:
-        with pytest.raises(generation.GenerationError, match="no data_card.json.*--overwrite"):
-            generation.make_datasets(tiny_config(), "random", progress=False)
+        with pytest.raises(datagen.GenerationError, match="no data_card.json.*--overwrite"):
+            datagen.make_datasets(tiny_config(), "random", progress=False)
     finally:
         card.write_text(saved)
 
@@ -184,12 +184,12 @@ def test_experiments_find_the_generated_dataset_by_task_name(
 def test_random_data_has_the_statistics_of_the_random_policy(store: Path, tmp_path: Path) -> None:
     cfg = tiny_config(dataset_size=3000)
     workdir = tmp_path / "behaviour"
-    result = generation.make_datasets(cfg, "random", workdir=workdir, progress=False)["random"]
+    result = datagen.make_datasets(cfg, "random", workdir=workdir, progress=False)["random"]
     data, _ = load_minari(result.dataset_id)
-    agent, params, meta = generation.load_behaviour_policy(workdir, "random")
+    agent, params, meta = datagen.load_behaviour_policy(workdir, "random")
     assert meta["kind"] == "random" and meta["env_steps"] == 0
     # The randomly initialised SAC actor of this seed (not uniform noise) ...
-    expected = generation.initial_actor(cfg)
+    expected = datagen.initial_actor(cfg)
     jax.tree.map(np.testing.assert_array_equal, params, expected)
     # ... with sampled actions: the standardised pre-tanh actions are N(0, 1).
     mean, log_std = jax.jit(agent.actor.apply)(params, np.asarray(data.observations))
@@ -209,56 +209,54 @@ def test_same_seed_same_dataset_other_seed_differs(
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / name))
         cfg = tiny_config(seed=seed, dataset_size=300)
-        generation.make_datasets(cfg, "random", workdir=tmp_path / f"w{name}", progress=False)
+        datagen.make_datasets(cfg, "random", workdir=tmp_path / f"w{name}", progress=False)
         arrays.append(load_minari(local_minari_id("hopper", "random"))[0])
     jax.tree.map(np.testing.assert_array_equal, arrays[0], arrays[1])
     assert not np.array_equal(arrays[0].actions, arrays[2].actions)
 
 
 def _final_state(cfg, workdir: Path):
-    agent, obs_dim, act_dim = generation.build_agent(cfg)
-    with Checkpointer(workdir / "checkpoints") as checkpointer:
-        abstract = jax.eval_shape(lambda: generation._init_state(
-            agent, jax.random.PRNGKey(0), cfg.max_env_steps, obs_dim, act_dim))
-        return checkpointer.restore(abstract)
+    return datagen.load_run_checkpoint(cfg, workdir)
 
 
 def test_resume_after_interruption_continues_from_the_saved_step(
         store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
     cfg = tiny_config(checkpoint_every=100)
-    straight = generation.train_behaviour(cfg, tmp_path / "straight", "expert", progress=False)
+    straight = datagen.train_behaviour(cfg, tmp_path / "straight", "expert", progress=False)
     assert straight.env_steps == cfg.max_env_steps
 
     # A crash (no chance to save) in chunk 4 (steps 150-200); resumed from the
-    # periodic checkpoint at 100, Ctrl-C in the 4th chunk saves at 250.
-    workdir, real_chunk = tmp_path / "interrupted", generation._SACRun.run_chunk
+    # periodic checkpoint at 100, Ctrl-C in the 4th chunk saves at 250. The
+    # SAC run steps its env once per chunk through rollouts.run_policy, so
+    # failing there fails a chunk before it changes anything.
+    workdir, real_run_policy = tmp_path / "interrupted", rollouts.run_policy
     for exc, at in ((RuntimeError("killed"), 4), (KeyboardInterrupt(), 4)):
         calls = []
 
-        def run_chunk(self, stage, exc=exc, at=at):
+        def run_policy(*args, exc=exc, at=at, **kwargs):
             calls.append(1)
             if len(calls) == at:
                 raise exc
-            return real_chunk(self, stage)
+            return real_run_policy(*args, **kwargs)
 
-        monkeypatch.setattr(generation._SACRun, "run_chunk", run_chunk)
+        monkeypatch.setattr(rollouts, "run_policy", run_policy)
         if isinstance(exc, RuntimeError):
             with pytest.raises(RuntimeError):
-                generation.train_behaviour(cfg, workdir, "expert", progress=False)
+                datagen.train_behaviour(cfg, workdir, "expert", progress=False)
             # Only the periodic checkpoint survives a crash.
             with Checkpointer(workdir / "checkpoints") as checkpointer:
                 assert checkpointer.latest_step() == 100
         else:
             with caplog.at_level(logging.INFO, logger="mb2po_jax"):
-                with pytest.raises(generation.InterruptedGeneration, match="env step 250"):
-                    generation.train_behaviour(cfg, workdir, "expert", progress=False)
+                with pytest.raises(datagen.InterruptedGeneration, match="env step 250"):
+                    datagen.train_behaviour(cfg, workdir, "expert", progress=False)
             assert "from env step 100" in caplog.text
             with Checkpointer(workdir / "checkpoints") as checkpointer:
                 assert checkpointer.latest_step() == 250
-    monkeypatch.setattr(generation._SACRun, "run_chunk", real_chunk)
+    monkeypatch.setattr(rollouts, "run_policy", real_run_policy)
     with caplog.at_level(logging.INFO, logger="mb2po_jax"):
-        resumed = generation.train_behaviour(cfg, workdir, "expert", progress=False)
+        resumed = datagen.train_behaviour(cfg, workdir, "expert", progress=False)
     assert "from env step 250" in caplog.text
 
     # Exact resume: the same replay buffer, agent, evaluations and episodes.
@@ -273,32 +271,36 @@ def test_resume_after_interruption_continues_from_the_saved_step(
 def test_a_finished_run_is_not_retrained_and_a_different_one_is_refused(
         store: Path, tmp_path: Path) -> None:
     cfg = tiny_config(max_env_steps=400, eval_every=200)
-    first = generation.train_behaviour(cfg, tmp_path / "w", "medium", progress=False)
+    first = datagen.train_behaviour(cfg, tmp_path / "w", "medium", progress=False)
     assert first.medium["env_steps"] == 200 and first.env_steps == 200
-    again = generation.train_behaviour(cfg, tmp_path / "w", "medium", progress=False)
+    again = datagen.train_behaviour(cfg, tmp_path / "w", "medium", progress=False)
     assert again.env_steps == 200 and again.wall_seconds == pytest.approx(first.wall_seconds)
-    with pytest.raises(generation.GenerationError, match=r"(?s)batch_size: workdir has 32.*--workdir"):
-        generation.train_behaviour(tiny_config(max_env_steps=400, batch_size=64),
+    with pytest.raises(datagen.GenerationError, match=r"(?s)batch_size: workdir has 32.*--workdir"):
+        datagen.train_behaviour(tiny_config(max_env_steps=400, batch_size=64),
                                    tmp_path / "w", "medium", progress=False)
 
 
 def test_bad_env_kind_or_option_fails_at_once_with_the_choices(store: Path) -> None:
-    with pytest.raises(generation.GenerationError, match=r"--kind=bogus.*random, medium, mixed, "
+    with pytest.raises(datagen.GenerationError, match=r"--kind=bogus.*random, medium, mixed, "
                        r"expert, medium-expert, all"):
-        generation.expand_kinds("bogus")
-    with pytest.raises(generation.GenerationError, match=r"--env=hoper.*halfcheetah, hopper, "
+        datagen.expand_kinds("bogus")
+    with pytest.raises(datagen.GenerationError, match=r"--env=hoper.*halfcheetah, hopper, "
                        r"walker2d.*Ant-v5"):
-        generation.resolve_env("hoper")
-    with pytest.raises(generation.GenerationError, match=r"Humanoid-v5: actions span"):
-        generation.env_dims("Humanoid-v5")
-    assert generation.resolve_env("Walker2d-v5") == ("walker2d", "Walker2d-v5")
-    assert generation.resolve_env("Ant-v5") == ("ant", "Ant-v5")
-    assert generation.expand_kinds("medium-replay") == ["mixed"]
-    assert generation.expand_kinds(["all"]) == list(KINDS)
-    with pytest.raises(generation.GenerationError, match=r"--eval_every=210.*--update_every=50"):
-        generation.validate_config(tiny_config(eval_every=210))
-    with pytest.raises(generation.GenerationError, match=r"Ant-v5.*--ref_min_score"):
-        generation.validate_config(tiny_config(env_id="Ant-v5"), ["mixed"])
+        datagen.resolve_env("hoper")
+    with pytest.raises(datagen.GenerationError, match=r"Humanoid-v5: actions span"):
+        datagen.env_dims("Humanoid-v5")
+    assert datagen.resolve_env("Walker2d-v5") == ("walker2d", "Walker2d-v5")
+    assert datagen.resolve_env("Ant-v5") == ("ant", "Ant-v5")
+    # Only exact ids match a project env: another version stays itself.
+    assert datagen.resolve_env("Hopper-v4") == ("hopper", "Hopper-v4")
+    assert datagen.expand_kinds("medium-replay") == ["mixed"]
+    assert datagen.expand_kinds(["all"]) == list(KINDS)
+    with pytest.raises(datagen.GenerationError, match=r"--eval_every=210.*--update_every=50"):
+        datagen.validate_config(tiny_config(eval_every=210))
+    with pytest.raises(datagen.GenerationError, match=r"Ant-v5.*--ref_min_score"):
+        datagen.validate_request(tiny_config(env_id="Ant-v5"), ["mixed"])
+    # The random kind needs no SAC run, so no reference scores either.
+    datagen.validate_request(tiny_config(env_id="Ant-v5"), ["random"])
 
     from experiments import make_dataset
 
@@ -310,9 +312,9 @@ def test_bad_env_kind_or_option_fails_at_once_with_the_choices(store: Path) -> N
     cfg, kinds, env_name = make_dataset.build_config(types.SimpleNamespace(**flags))
     assert (cfg.env_id, kinds, env_name, cfg.dataset_size) == ("Hopper-v5", ["mixed"], "hopper",
                                                                100_000)
-    with pytest.raises(generation.GenerationError, match="--scale=0"):
+    with pytest.raises(datagen.GenerationError, match="--scale=0"):
         make_dataset.build_config(types.SimpleNamespace(**{**flags, "scale": 0.0}))
-    with pytest.raises(generation.GenerationError, match="--expert_policy=last.*best, final"):
+    with pytest.raises(datagen.GenerationError, match="--expert_policy=last.*best, final"):
         make_dataset.build_config(types.SimpleNamespace(**{**flags, "expert_policy": "last"}))
 
 
@@ -334,5 +336,104 @@ def test_cli_makes_a_dataset_then_reuses_it(tmp_path: Path, monkeypatch: pytest.
                       learning_starts=5000, eval_every=5000, eval_episodes=2, medium_target=33.0,
                       medium_tolerance=5.0, checkpoint_every=25_000, dataset_size=300)
     with caplog.at_level(logging.INFO, logger="mb2po_jax"):
-        again = generation.make_datasets(cfg, "random", workdir=workdir, progress=False)
+        again = datagen.make_datasets(cfg, "random", workdir=workdir, progress=False)
     assert again["random"].reused and "reusing it" in caplog.text
+
+
+# ------------------------------------------------------------ the kind table
+
+
+def test_the_kind_table_holds_the_registry_kinds() -> None:
+    assert tuple(datagen.KIND_TABLE) == KINDS  # what is made is what is read by name
+    assert [k for k in KINDS if datagen.kinds.needs_sac(k)] == [
+        "medium", "mixed", "expert", "medium-expert"]
+
+
+def test_a_new_kind_is_one_builder_and_one_table_entry(
+        store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kind that exists only as a builder and a table entry: its part is made
+    first, then it is written, carded, read back and reused."""
+
+    def terminated_only(ctx: datagen.KindContext) -> datagen.Built:
+        (part,) = ctx.parts
+        kept = [e for e in read_episode_buffers(ctx.ids[part]) if e.terminations[-1]]
+        episodes = [dataclasses.replace(e, id=i) for i, e in enumerate(kept)]
+        return datagen.Built(episodes, False, {
+            "behaviour_policy": {"description": f"the terminated episodes of {ctx.ids[part]}"},
+            "wall_seconds": {"sac": 0.0, "collection": 0.0}})
+
+    monkeypatch.setitem(datagen.KIND_TABLE, "toy",
+                        datagen.Kind(terminated_only, parts=("random",)))
+    cfg, workdir = tiny_config(dataset_size=300), tmp_path / "w"
+    assert datagen.expand_kinds("all")[-1] == "toy"
+    made = datagen.make_datasets(cfg, "toy", workdir=workdir, progress=False)
+    assert list(made) == ["random", "toy"] and not made["toy"].reused
+    assert not (workdir / "checkpoints").exists()  # no part needs SAC: none ran
+
+    random_data, _ = load_minari(local_minari_id("hopper", "random"))
+    toy, info = load_minari(local_minari_id("hopper", "toy"))
+    ends = np.flatnonzero((random_data.terminals + random_data.timeouts) > 0)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    rows = np.concatenate([np.arange(a, b + 1) for a, b in zip(starts, ends)
+                           if random_data.terminals[b]])
+    for field in ("observations", "actions", "rewards", "next_observations", "terminals",
+                  "timeouts"):
+        np.testing.assert_array_equal(getattr(toy, field), getattr(random_data, field)[rows])
+    card = made["toy"].card
+    assert card["kind"] == "toy" and card["d4rl_equivalent"] == "hopper-toy"
+    assert card["size"] == len(rows) == info.num_transitions
+    assert card["episodes"] == card["terminated_episodes"] == int(toy.terminals.sum()) > 0
+    assert datagen.read_card(local_minari_id("hopper", "toy")) == card
+    again = datagen.make_datasets(cfg, "toy", workdir=workdir, progress=False)
+    assert list(again) == ["toy"] and again["toy"].reused
+
+
+# ------------------------------------------------------- the small recorder
+
+
+def test_maker_and_minari_loader_roundtrip(store: Path) -> None:
+    start = time.perf_counter()
+    made = datagen.make_minari_dataset(
+        "mb2po/hopper/mixed-v0", "Hopper-v5", 300, seed=0, max_episode_steps=25,
+        ref_min_score=-1.5,
+    )
+    assert time.perf_counter() - start < 10
+    assert made.path == store / "mb2po/hopper/mixed-v0"
+    data, info = load_minari("mb2po/hopper/mixed-v0")
+
+    assert data.observations.shape == (300, 11) and data.next_observations.shape == (300, 11)
+    assert data.actions.shape == (300, 3) and data.rewards.shape == (300,)
+    assert data.observations.dtype == np.float32
+    assert np.abs(data.actions).max() <= 1.0
+    ends = (data.terminals == 1) | (data.timeouts == 1)
+    assert data.terminals.sum() > 0 and data.timeouts.sum() > 0  # both kinds of end
+    assert ends[-1]  # the step budget ends the last episode
+    assert info.num_episodes == made.num_episodes == ends.sum()
+    # Within an episode s'[t] == s[t + 1]; at an episode end s[t + 1] is a reset.
+    within = ~ends[:-1]
+    np.testing.assert_array_equal(
+        data.next_observations[:-1][within], data.observations[1:][within]
+    )
+    assert not np.allclose(data.next_observations[:-1][~within], data.observations[1:][~within])
+    assert info.env_id == "Hopper-v5"
+    assert info.ref_min_score == -1.5 and info.ref_max_score is None
+    assert info.source == f"minari:mb2po/hopper/mixed-v0 (local store {store})"
+
+    # The same steps, read episode by episode straight from minari.
+    episodes = list(minari.load_dataset("mb2po/hopper/mixed-v0").iterate_episodes())
+    np.testing.assert_allclose(
+        data.observations, np.concatenate([e.observations[:-1] for e in episodes]), rtol=1e-6
+    )
+    np.testing.assert_array_equal(data.timeouts, np.concatenate([e.truncations for e in episodes]))
+
+
+def test_maker_refuses_to_overwrite(store: Path) -> None:
+    datagen.make_minari_dataset("mb2po/hopper/random-v0", "Hopper-v5", 20, max_episode_steps=10)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        datagen.make_minari_dataset("mb2po/hopper/random-v0", "Hopper-v5", 20)
+    made = datagen.make_minari_dataset(
+        "mb2po/hopper/random-v0", "Hopper-v5", 30, overwrite=True,
+        policy=lambda obs: np.zeros((len(obs), 3)),
+    )
+    data, _ = load_minari(made.dataset_id)
+    assert len(data) == 30 and np.all(data.actions == 0)

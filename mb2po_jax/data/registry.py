@@ -32,13 +32,30 @@ logger = logging.getLogger(__name__)
 
 KINDS: tuple[str, ...] = ("random", "medium", "mixed", "expert", "medium-expert")
 
-# The paper's "-mixed" is D4RL's replay buffer of a medium agent.
-_D4RL_KIND = {"mixed": "medium_replay", "medium-expert": "medium_expert"}
-# D4RL spellings accepted as aliases of the paper's kinds.
-_KIND_ALIASES = {
-    "medium-replay": "mixed",
-    "medium_replay": "mixed",
-    "medium_expert": "medium-expert",
+# D4RL's name of each kind where it differs from the paper's: the paper's
+# "-mixed" is D4RL's replay buffer of a medium agent. The one table of D4RL
+# spellings: dataset names (hopper-medium-replay) use it as it is, D4RL's file
+# names (hopper_medium_replay-v2.hdf5) with underscores.
+_D4RL_NAME = {"mixed": "medium-replay"}
+
+
+def d4rl_kind(kind: str) -> str:
+    """D4RL's dataset-name spelling of a kind: ``'mixed'`` -> ``'medium-replay'``."""
+    return _D4RL_NAME.get(kind, kind)
+
+
+def _d4rl_file_kind(kind: str) -> str:
+    """D4RL's file-name spelling: ``'mixed'`` -> ``'medium_replay'``."""
+    return d4rl_kind(kind).replace("-", "_")
+
+
+# D4RL spellings accepted as aliases of the paper's kinds (medium-replay,
+# medium_replay, medium_expert), derived from the table above.
+KIND_ALIASES: dict[str, str] = {
+    spelling: kind
+    for kind in KINDS
+    for spelling in (d4rl_kind(kind), _d4rl_file_kind(kind))
+    if spelling != kind
 }
 # Minari hosts Gymnasium-v5 re-collections of these kinds only.
 MINARI_HOSTED_KINDS: tuple[str, ...] = ("medium", "expert")
@@ -60,7 +77,7 @@ def parse_task_name(name: str) -> tuple[str, str]:
             f"{sorted(ENV_IDS)}. Names look like 'hopper-mixed', or use "
             f"'minari:<dataset id>' / 'hdf5:<path>'."
         )
-    kind = _KIND_ALIASES.get(kind, kind)
+    kind = KIND_ALIASES.get(kind, kind)
     if kind not in KINDS:
         raise ValueError(
             f"Unknown dataset kind '{kind}' in dataset name '{name}'; valid kinds: "
@@ -80,7 +97,7 @@ def env_name_from_id(env_id: str) -> str:
 def d4rl_filename(env: str, kind: str) -> str:
     """The file name D4RL downloads to, e.g. ``hopper_medium_replay-v2.hdf5`` for mixed."""
     env, kind = parse_task_name(f"{env}-{kind}")
-    return f"{env}_{_D4RL_KIND.get(kind, kind)}-{D4RL_VERSION}.hdf5"
+    return f"{env}_{_d4rl_file_kind(kind)}-{D4RL_VERSION}.hdf5"
 
 
 def local_minari_id(env: str, kind: str) -> str:
