@@ -1,5 +1,5 @@
 """Soft Actor-Critic (Haarnoja et al., 2018a/b): the behaviour learner that makes
-the D4RL-style datasets (:mod:`mb2po_jax.data.generation`).
+the D4RL-style datasets (:mod:`mb2po_jax.datagen`) and MOPO's agent.
 
 D4RL's Gym-MuJoCo datasets were collected by SAC policies (random: its
 initialisation; medium: partially trained; expert: fully trained; mixed: its
