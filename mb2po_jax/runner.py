@@ -134,13 +134,14 @@ class PhaseOutcome:
     final_eval: dict[str, Any]  # the evaluation at the last step
 
 
-def check_finite(phase: str, metrics: dict[str, float], step: int) -> None:
+def check_finite(phase: str, metrics: dict[str, float], step: int,
+                 remedy: str = "lower the learning rates or check the dataset's rewards") -> None:
     bad = [name for name, value in metrics.items() if not np.isfinite(value)]
     if bad:
         raise TrainingDivergedError(
             f"Phase '{phase}' diverged in the chunk ending at step {step}: non-finite "
             f"{', '.join(f'{name}={metrics[name]}' for name in bad)}. The last good "
-            f"checkpoint is kept; lower the learning rates or check the dataset's rewards."
+            f"checkpoint is kept; {remedy}."
         )
 
 

@@ -49,6 +49,7 @@ import numpy as np
 
 from mb2po_jax.agents import sac as sac_lib
 from mb2po_jax.checkpoint import Checkpointer, describe_differences
+from mb2po_jax.runner import TrainingDivergedError, check_finite
 from mb2po_jax.datagen import behaviour, rollouts
 from mb2po_jax.datagen.config import (
     ACT_STREAM,
@@ -455,13 +456,12 @@ class _SACRun:
 
 
 def _check_finite(metrics: dict[str, float], env_steps: int) -> None:
-    bad = [k for k, v in metrics.items() if not np.isfinite(v)]
-    if bad:
-        raise GenerationError(
-            f"SAC diverged before env step {env_steps}: non-finite "
-            f"{', '.join(f'{k}={metrics[k]}' for k in bad)}. The last good checkpoint is "
-            f"kept; lower the learning rates (SACConfig) or check the env's rewards."
-        )
+    """The runner's finiteness check, as a GenerationError with SAC's remedy."""
+    try:
+        check_finite("sac", metrics, env_steps,
+                     remedy="lower the learning rates (SACConfig) or check the env's rewards")
+    except TrainingDivergedError as error:
+        raise GenerationError(f"SAC diverged before env step {env_steps}: {error}") from None
 
 
 def _speed_summary(speed: dict[str, float]) -> dict[str, float]:
