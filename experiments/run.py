@@ -165,14 +165,48 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *,
     workdir = Path(workdir).expanduser().absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     with workdir_lock(workdir):
-        return _run_locked(config, workdir)
+        return _run_locked(config, workdir, extend)
 
 
-def _run_locked(config: ml_collections.ConfigDict, workdir: Path) -> dict[str, Any]:
+def _extension(saved: dict[str, Any], current: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """The config ``saved`` with the lengths ``current`` extends; anything else
+    that differs is left for :func:`check_same_run` to refuse."""
+    old, new = flatten_config(saved), flatten_config(current)
+    out = json.loads(json.dumps(saved))
+    for field in EXTENDABLE:
+        if field not in old or old[field] == new.get(field):
+            continue
+        if new[field] < old[field]:
+            raise UsageError(
+                f"--extend: --config.{field}={new[field]} is below the workdir's {old[field]}; "
+                f"a run can only be made longer. Use a new --workdir for a shorter run.")
+        later = [p for p in LATER_PHASES.get(field, ()) if (workdir / "checkpoints" / p).is_dir()]
+        if later:
+            raise UsageError(
+                f"--extend: cannot raise {field} ({old[field]} -> {new[field]}) in {workdir}: "
+                f"its {later} phase(s) already started from the shorter run's result and would "
+                f"not be redone. Extend a run before it fine-tunes, or start the longer run "
+                f"in a new --workdir (init.awac_workdir can reuse this run's checkpoints).")
+        section, name = field.split(".")
+        out[section][name] = new[field]
+    return out
+
+
+def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) -> dict[str, Any]:
     config_json = _config_json(config)
     run_path = workdir / RUN_FILE
     saved = json.loads(run_path.read_text()) if run_path.exists() else None
     if saved is not None:
+        if extend:
+            extended = _extension(saved["config"], config_json, workdir)
+            if extended != saved["config"]:
+                # What is left must be the same run; then the longer length
+                # becomes the workdir's.
+                check_same_run(extended, config_json, workdir, defaults=DEFAULTS)
+                saved = {**saved, "config": extended,
+                         "extended": saved.get("extended", []) + [
+                             {f: flatten_config(config_json)[f] for f in EXTENDABLE}]}
+                run_path.write_text(json.dumps(saved, indent=2))
         # Config first: it needs no dataset, so a wrong command fails at once.
         check_same_run(saved["config"], config_json, workdir, defaults=DEFAULTS)
 
