@@ -512,6 +512,8 @@ def test_second_process_on_a_busy_workdir_is_refused_naming_the_holder(awac_run:
     assert run(tiny_config(), awac_run)["steps"] == 20
 
 
+# Orbax's failed read leaves an asyncio callback behind; it is harmless.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_unreadable_latest_checkpoint_falls_back_to_the_previous_one(
         awac_run: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import logging
