@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
 import tempfile
@@ -66,35 +66,47 @@ def write_checkpoint(workdir: Path, buffer_iterations: int, rollout_samples: int
 
 
 def child_peak_rss(command: list[str]) -> tuple[float, float]:
-    """(peak RSS in GiB of the command's process tree, seconds)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """(peak RSS in GiB of the command's own process, seconds). ``os.wait4``
+    reports that one child's peak; the parent stays small (the checkpoint is
+    written by another child), so the forked child inherits nothing large."""
     start = time.time()
-    subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the max over all waited-for children: run the
-    # cases in increasing expected size, or read it per fresh parent.
-    return max(peak, before) / 2**20, time.time() - start
+    child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(child.pid, 0)
+    if status:
+        raise RuntimeError(f"{command[:3]} failed: {child.stderr.read()[-2000:]}")
+    return usage.ru_maxrss / 2**20, time.time() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--buffer-iterations", type=int, default=40)
     parser.add_argument("--rollout-samples", type=int, default=1_000_000)
+    parser.add_argument("--write", help=argparse.SUPPRESS)  # internal: the writer child
     parser.add_argument("--full-restore", action="store_true",
                         help="also measure restoring the whole state (the old evaluation)")
     args = parser.parse_args()
+    if args.write:
+        gigabytes = write_checkpoint(Path(args.write), args.buffer_iterations,
+                                     args.rollout_samples)
+        print(json.dumps({"buffer_gb": gigabytes}))
+        return
     with tempfile.TemporaryDirectory(dir=REPO / "runs" if (REPO / "runs").is_dir() else None) as tmp:
         workdir = Path(tmp)
-        start = time.time()
-        gigabytes = write_checkpoint(workdir, args.buffer_iterations, args.rollout_samples)
-        write_seconds = time.time() - start
+        write_gib, write_seconds = child_peak_rss(
+            [sys.executable, __file__, f"--write={workdir}",
+             f"--buffer-iterations={args.buffer_iterations}",
+             f"--rollout-samples={args.rollout_samples}"])
         evaluate_gib, evaluate_seconds = child_peak_rss(
             [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}",
              "--num_episodes=1"])
+        gigabytes = (args.buffer_iterations * args.rollout_samples
+                     * (2 * OBS_DIM + ACT_DIM + 3) * 4 / 1e9)
         out = {"benchmark": "evaluate_memory", "buffer_gb": round(gigabytes, 2),
                "buffer_iterations": args.buffer_iterations,
                "rollout_samples": args.rollout_samples,
                "write_seconds": round(write_seconds, 1),
+               "write_peak_rss_gib": round(write_gib, 3),
                "evaluate_peak_rss_gib": round(evaluate_gib, 3),
                "evaluate_seconds": round(evaluate_seconds, 1)}
         if args.full_restore:
