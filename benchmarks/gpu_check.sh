@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The prepared device check (issue #9): one script, JSON lines, under 8 minutes
+# on one GPU. Each step runs the project's own benchmark at the paper's sizes:
+#   device       jax version, backend, devices
+#   awac_step    the paper-size AWAC update (batch 1024): steps/s and the
+#                fraction of a matmul peak measured in the same process
+#   rollout      the 1M-sample conservative rollout, h = 1 and h = 5 (hopper)
+#   iteration    one whole paper-size MB2PO iteration (1M samples, 1000 updates)
+#   pipeline     a 2-minute slice of a real paper-scale hopper run
+#                (benchmarks/pipeline_slice.py), with the AWAC phase projected
+#   step         per step: rc and wall seconds (a step that fails or times out
+#                does not stop the others)
+#
+#   bash benchmarks/gpu_check.sh             # paper sizes (on a GPU)
+#   bash benchmarks/gpu_check.sh --reduced   # small sizes: proves it works on a CPU
+#
+# Not yet here: 4 vmapped seeds vs 1 (--config.num_seeds, issue #9, not built).
+# The pipeline slice reads mb2po/hopper/mixed-v0 from $MINARI_DATASETS_PATH
+# (default runs/minari, a copy of the local store carried with the tree).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
+export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/runs/minari}
+reduced=0
+[ "${1:-}" = "--reduced" ] && reduced=1
+logs=$(mktemp -d)
+
+python -c "import jax, json; print(json.dumps({'check': 'device', 'jax': jax.__version__, 'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()], 'reduced': bool($reduced)}))"
+
+run_step() {  # name timeout_s command...
+    local name=$1 limit=$2
+    shift 2
+    local start rc
+    start=$(date +%s.%N)
+    timeout "$limit" "$@" > "$logs/$name.out" 2> "$logs/$name.err"
+    rc=$?
+    grep '^{' "$logs/$name.out"
+    python -c "import json; print(json.dumps({'check': 'step', 'name': '$name', 'rc': $rc, 'seconds': round($(date +%s.%N) - $start, 1)}))"
+    if [ "$rc" -ne 0 ]; then tail -n 5 "$logs/$name.err" | sed 's/^/  /'; fi
+}
+
+if [ "$reduced" -eq 1 ]; then
+    run_step awac_step 600 python benchmarks/awac_step.py --batch-size 64 --steps-per-call 2 \
+        --repeats 2 --hidden 64 64 --quantiles 16 --advantage-samples 3 --dataset-size 1000 \
+        --peak-size 256 --peak-repeats 3
+    run_step rollout_h1 300 python benchmarks/rollout.py --case hopper 20000 1 --repeats 1
+    run_step rollout_h5 300 python benchmarks/rollout.py --case hopper 20000 5 --repeats 1
+    run_step iteration 600 python benchmarks/rollout.py --iteration hopper --samples 20000 \
+        --updates 10 --batch-size 64 --repeats 1
+    run_step pipeline 400 python benchmarks/pipeline_slice.py --config=quickstart.py --seconds=180
+else
+    run_step awac_step 180 python benchmarks/awac_step.py
+    run_step rollout_h1 90 python benchmarks/rollout.py --case hopper 1000000 1
+    run_step rollout_h5 90 python benchmarks/rollout.py --case hopper 1000000 5
+    run_step iteration 120 python benchmarks/rollout.py --iteration hopper
+    run_step pipeline 200 python benchmarks/pipeline_slice.py --config=hopper_mixed.py \
+        --seconds=120 --set dataset=minari:mb2po/hopper/mixed-v0
+fi
+rm -rf "$logs"
