@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 
 from mb2po_jax import mb2po
-from mb2po_jax.model import buffer, dynamics
+from mb2po_jax.model import dynamics
 from mb2po_jax.agents import awac, sac
 from mb2po_jax.checkpoint import Checkpointer, RunMismatchError
 from mb2po_jax.transitions import Transitions
@@ -224,11 +224,8 @@ def abstract_policy_state(config: ml_collections.ConfigDict, phase: str, obs_dim
     agent_state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
     if phase == AWAC:
         return agent_state
-    cfg = fine_tuning_config(config, phase)
-    return jax.eval_shape(lambda: mb2po.MB2POState(
-        agent=agent_state,
-        buffer=buffer.init_buffer(cfg.buffer_iterations, cfg.rollout_samples, obs_dim, act_dim),
-        iteration=jnp.zeros((), jnp.int32)))
+    return jax.eval_shape(lambda: mb2po.init_state(
+        agent_state, fine_tuning_config(config, phase), obs_dim=obs_dim, act_dim=act_dim))
 
 
 def fine_tuning_phase(

@@ -166,6 +166,17 @@ def make_diagnostics(agent: Agent, *, num_rows: int = 1024) -> Callable[..., Met
     return diagnostics
 
 
+def init_state(agent_state: Any, config: FineTuningConfig, *, obs_dim: int,
+               act_dim: int) -> MB2POState:
+    """The loop's start: ``agent_state``, an empty buffer of K x S rows, iteration 0."""
+    return MB2POState(
+        agent=agent_state,
+        buffer=model_buffer.init_buffer(config.buffer_iterations, config.rollout_samples,
+                                        obs_dim, act_dim),
+        iteration=jnp.zeros((), jnp.int32),
+    )
+
+
 class FineTuning(NamedTuple):
     """A fine-tuning loop built by :func:`make_fine_tuning`.
 
@@ -197,12 +208,7 @@ def make_fine_tuning(
     diagnostics = make_diagnostics(agent)
 
     def init(agent_state: Any) -> MB2POState:
-        return MB2POState(
-            agent=agent_state,
-            buffer=model_buffer.init_buffer(cfg.buffer_iterations, cfg.rollout_samples,
-                                            obs_dim, act_dim),
-            iteration=jnp.zeros((), jnp.int32),
-        )
+        return init_state(agent_state, cfg, obs_dim=obs_dim, act_dim=act_dim)
 
     def step(state: MB2POState, dyn_state: DynamicsState, dataset: Transitions,
              key: jax.Array, reference: Any) -> tuple[MB2POState, Metrics]:
