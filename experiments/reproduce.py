@@ -54,10 +54,11 @@ from absl import app, flags
 
 from experiments import repro_report
 from experiments.common import UsageError, _check_override, prepare_dataset, setup_logging
-from experiments.configs.base import PAPER_MB2PO_TABLE, cpu_scale, paper_config
+from experiments.configs.base import PAPER_MB2PO_TABLE, SCALES, paper_config
 from experiments.evaluate import evaluate_checkpoint
 from mb2po_jax.runner import InterruptedRun, TrainingDivergedError
 from experiments.run import run as run_experiment, validate_config
+from mb2po_jax.runner import WorkdirBusyError, workdir_lock
 from mb2po_jax.checkpoint import RESUME_SAFE_FIELDS, RunMismatchError
 from mb2po_jax.data import (DatasetError, DatasetNotFoundError, parse_task_name,
                             resolve_dataset)
@@ -73,44 +74,6 @@ DEFAULT_TASKS = ("hopper-mixed", "walker2d-mixed", "halfcheetah-mixed")
 # ------------------------------------------------------------------ scales
 
 
-def smoke_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Seconds per cell, for tests and CI: tiny networks, a few dozen updates,
-    short evaluation episodes. Checks the machinery, never the method."""
-    config.awac.hidden_dims = (32, 32)
-    config.awac.num_quantiles = 8
-    config.awac.batch_size = 32
-    config.awac.num_advantage_samples = 3
-    config.awac.loss_chunk_size = 32
-    config.awac.num_steps = 20
-    config.dynamics.num_steps = 10
-    config.dynamics.batch_size = 16
-    config.dynamics.num_members = 3
-    config.dynamics.num_elites = 2
-    config.dynamics.hidden_dims = (16, 16)
-    config.dynamics.max_holdout = 50
-    config.mb2po.num_iterations = 4
-    config.mb2po.rollout_samples = 60
-    config.mb2po.updates_per_iteration = 5
-    config.mb2po.buffer_iterations = 3
-    config.mb2po.block_size = 32
-    config.mb2po.eval_every = 2
-    config.mb2po.checkpoint_every = 2
-    config.train.steps_per_chunk = 5
-    config.train.eval_every = 10
-    config.train.checkpoint_every = 10
-    config.train.progress_bar = False
-    config.train.tensorboard = False
-    config.eval.num_episodes = 2
-    config.eval.num_envs = 2
-    config.eval.max_episode_steps = 30
-    return config
-
-
-SCALES: dict[str, Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]] = {
-    "paper": lambda config: config,
-    "cpu": cpu_scale,
-    "smoke": smoke_scale,
-}
 # Final-evaluation episodes per scale when --final_episodes is not given.
 FINAL_EPISODES = {"paper": 50, "cpu": 50, "smoke": 2}
 
@@ -245,13 +208,17 @@ def unit_dir(root: Path, task: str, seed: int) -> Path:
 
 
 def plan(root: Path, tasks: list[str], seeds: list[int], arms: list[str],
-         shard: tuple[int, int] = (0, 1)) -> list[Cell]:
+         shard: tuple[int, int] | None = (0, 1)) -> list[Cell]:
     """The cells of this shard, in run order: per (task, seed) unit the
-    pretraining, then each arm. Units are dealt round-robin to shards."""
-    index, count = shard
+    pretraining, then each arm. Units are dealt round-robin to shards; with
+    ``shard=None`` every unit is planned, and processes sharing the workdir
+    divide the work as they go (a cell another process runs is locked)."""
     units = [(task, seed) for task in tasks for seed in seeds]
+    if shard is not None:
+        index, count = shard
+        units = units[index::count]
     cells = []
-    for task, seed in units[index::count]:
+    for task, seed in units:
         base = unit_dir(root, task, seed)
         cells.append(Cell(task, seed, PRETRAIN, base / PRETRAIN))
         cells += [Cell(task, seed, arm, base / arm) for arm in arms]
@@ -293,8 +260,21 @@ def cell_config(cell: Cell, config: ml_collections.ConfigDict) -> ml_collections
 
 
 def run_cell(cell: Cell, config: ml_collections.ConfigDict, final_episodes: int) -> dict[str, Any]:
-    """Runs (or resumes) a cell, evaluates its final policy, writes cell.json."""
+    """Runs (or resumes) a cell, evaluates its final policy, writes cell.json.
+
+    Raises:
+        WorkdirBusyError: another process holds the cell (training or
+            evaluating it); its own lock, beside the run's, covers both.
+    """
     cell.workdir.mkdir(parents=True, exist_ok=True)
+    with workdir_lock(cell.workdir, name=".cell-lock"):
+        if read_cell(cell.workdir) is not None:  # finished while we waited to look
+            return read_cell(cell.workdir)
+        return _run_cell_locked(cell, config, final_episodes)
+
+
+def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
+                     final_episodes: int) -> dict[str, Any]:
     run_config = cell_config(cell, config)
     validate_config(run_config)
     started = time.time()
@@ -370,7 +350,7 @@ def dataset_scores(config: ml_collections.ConfigDict) -> dict[str, float | None]
 
 def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], scale: str, *,
               overrides: dict[str, Any] | None = None, datasets: dict[str, str] | None = None,
-              final_episodes: int | None = None, shard: tuple[int, int] = (0, 1),
+              final_episodes: int | None = None, shard: tuple[int, int] | None = (0, 1),
               report: bool = True) -> list[dict[str, Any]]:
     """Runs this shard's unfinished cells in order; returns every cell record.
 
@@ -382,11 +362,14 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
     configs = {task: task_config(task, scale, overrides or {}, datasets or {}) for task in tasks}
     _write_sweep_file(root, tasks, seeds, arms, scale, overrides or {}, datasets or {})
     cells = plan(root, tasks, seeds, arms, shard)
-    records = []
+    records, missing = [], {}
     for number, cell in enumerate(cells, 1):
         record = read_cell(cell.workdir)
+        pending = {"task": cell.task, "seed": cell.seed, "arm": cell.arm, "status": "pending"}
         if record is not None:
             logger.info("[%d/%d] %s: %s, skipped.", number, len(cells), cell.label, record["status"])
+        elif cell.task in missing:
+            record = pending  # its dataset is missing (logged once)
         else:
             pretrain = read_cell(cell.workdir.parent / PRETRAIN)
             if cell.arm != PRETRAIN and pretrain and pretrain["status"] != "done":
@@ -394,10 +377,27 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
                           "status": "skipped", "message": "pretraining diverged"}
                 cell.workdir.mkdir(parents=True, exist_ok=True)
                 _write_cell(cell.workdir, record)
+            elif cell.arm != PRETRAIN and pretrain is None:
+                # Pretraining is unfinished (another process runs it): an arm
+                # must never start from a half-trained checkpoint.
+                logger.info("[%d/%d] %s: pretraining not finished (another process?), "
+                            "left for later.", number, len(cells), cell.label)
+                record = pending
             else:
                 logger.info("[%d/%d] %s: running in %s", number, len(cells), cell.label,
                             cell.workdir)
-                record = run_cell(cell, configs[cell.task], final_episodes)
+                try:
+                    record = run_cell(cell, configs[cell.task], final_episodes)
+                except WorkdirBusyError:
+                    logger.info("[%d/%d] %s: another process is running it, left to it.",
+                                number, len(cells), cell.label)
+                    record = pending
+                except DatasetNotFoundError as error:
+                    # One task's missing data must not stop the other tasks.
+                    logger.error("%s: dataset missing, its cells are left for later: %s",
+                                 cell.task, error)
+                    missing[cell.task] = str(error)
+                    record = pending
                 logger.info("[%d/%d] %s: %s%s", number, len(cells), cell.label, record["status"],
                             f", final score {record['final_score']:.1f} over "
                             f"{record['final_episodes']} episodes"
@@ -408,6 +408,12 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
         records.append(record)
     if report:
         repro_report.write_report(root)
+    if missing:
+        raise DatasetNotFoundError(
+            "The other cells ran, but these tasks' datasets are missing (make them, e.g. "
+            "`python -m experiments.make_dataset --env=<env> --kind=<kind> --scale=0.1`, "
+            "then run the same command again):\n" + "\n".join(
+                f"  {task}: {message}" for task, message in missing.items()))
     return records
 
 
@@ -435,7 +441,9 @@ def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets
 # --------------------------------------------------------------------- CLI
 
 
-def _parse_shard(text: str) -> tuple[int, int]:
+def _parse_shard(text: str) -> tuple[int, int] | None:
+    if text == "any":
+        return None
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
@@ -507,7 +515,9 @@ def cli() -> None:
                               "(hdf5:<path>, minari:<id>) for that task (repeatable).")
     flags.DEFINE_integer("final_episodes", None, "Episodes of each cell's final evaluation "
                          "(default 50; 2 at smoke scale).")
-    flags.DEFINE_string("shard", "0/1", "I/N: run every N-th (task, seed) unit from the I-th.")
+    flags.DEFINE_string("shard", "0/1", "I/N: run every N-th (task, seed) unit from the I-th; "
+                        "'any': every unit, processes sharing the workdir taking the cells no "
+                        "other process is running (balances uneven cells).")
     flags.DEFINE_bool("report_only", False, "Only (re)write results.csv, table.md and the "
                       "PNGs from the finished cells.")
     app.run(main)

@@ -42,15 +42,15 @@ class WorkdirBusyError(RuntimeError):
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: Path) -> Iterator[None]:
-    """Holds ``workdir/.lock`` (an exclusive ``flock``) while a run trains there.
+def workdir_lock(workdir: Path, name: str = ".lock") -> Iterator[None]:
+    """Holds ``workdir/<name>`` (an exclusive ``flock``) while a run trains there.
 
     Two processes training into one workdir would interleave checkpoints and
     logs; the second is refused at once, naming the holder. The OS releases
     the lock when its holder exits, however it exits (``kill -9`` included),
     so a stale lock file never blocks a later run.
     """
-    handle = open(Path(workdir) / ".lock", "a+")
+    handle = open(Path(workdir) / name, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

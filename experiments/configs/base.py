@@ -14,6 +14,8 @@ Override any field from the command line, e.g.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -222,5 +224,43 @@ def cpu_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return config
 
 
+def smoke_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Seconds per cell, for tests and CI: tiny networks, a few dozen updates,
+    short evaluation episodes. Checks the machinery, never the method."""
+    config.awac.hidden_dims = (32, 32)
+    config.awac.num_quantiles = 8
+    config.awac.batch_size = 32
+    config.awac.num_advantage_samples = 3
+    config.awac.loss_chunk_size = 32
+    config.awac.num_steps = 20
+    config.dynamics.num_steps = 10
+    config.dynamics.batch_size = 16
+    config.dynamics.num_members = 3
+    config.dynamics.num_elites = 2
+    config.dynamics.hidden_dims = (16, 16)
+    config.dynamics.max_holdout = 50
+    config.mb2po.num_iterations = 4
+    config.mb2po.rollout_samples = 60
+    config.mb2po.updates_per_iteration = 5
+    config.mb2po.buffer_iterations = 3
+    config.mb2po.block_size = 32
+    config.mb2po.eval_every = 2
+    config.mb2po.checkpoint_every = 2
+    config.train.steps_per_chunk = 5
+    config.train.eval_every = 10
+    config.train.checkpoint_every = 10
+    config.train.progress_bar = False
+    config.train.tensorboard = False
+    config.eval.num_episodes = 2
+    config.eval.num_envs = 2
+    config.eval.max_episode_steps = 30
+    return config
+
+
+SCALES: dict[str, Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]] = {
+    "paper": lambda config: config,
+    "cpu": cpu_scale,
+    "smoke": smoke_scale,
+}
 def get_config() -> ml_collections.ConfigDict:
     return get_base_config()
