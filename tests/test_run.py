@@ -22,7 +22,7 @@ import pytest
 
 from experiments import common, phases
 from mb2po_jax import runner as phase_runner
-from experiments.configs.base import PAPER_MB2PO_TABLE, get_base_config
+from experiments.configs.base import PAPER_MB2PO_TABLE, get_base_config, smoke_scale
 from experiments.evaluate import evaluate_checkpoint
 from experiments.run import run, validate_config
 from mb2po_jax.checkpoint import Checkpointer, RunMismatchError, check_same_run
@@ -31,42 +31,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tiny_config(fine_tune: bool = False, **awac_overrides):
-    config = get_base_config()
+    """The harness's smoke scale (tiny networks, a few dozen updates) on a
+    recorded 400-step dataset, with MB2PO at h = 2 and omega = 0.25 so that
+    multi-step rollouts and mixed batches are exercised."""
+    config = smoke_scale(get_base_config())
     config.dataset = "minari:mb2po/hopper/test-random-v0"
     config.make_dataset.enabled = True
     config.make_dataset.num_steps = 400
-    config.awac.hidden_dims = (32, 32)
-    config.awac.num_quantiles = 8
-    config.awac.batch_size = 32
-    config.awac.num_advantage_samples = 3
-    config.awac.loss_chunk_size = 32
-    config.awac.num_steps = 20
     for key, value in awac_overrides.items():
         config.awac[key] = value
-    config.train.steps_per_chunk = 5
-    config.train.eval_every = 10
-    config.train.checkpoint_every = 10
-    config.train.progress_bar = False
-    config.train.tensorboard = False
-    config.eval.num_episodes = 2
-    config.eval.num_envs = 2
-    config.eval.max_episode_steps = 30
-    config.mb2po.num_iterations = 0
-    if fine_tune:
-        config.dynamics.num_steps = 10
-        config.dynamics.batch_size = 16
-        config.dynamics.num_members = 3
-        config.dynamics.num_elites = 2
-        config.dynamics.hidden_dims = (16, 16)
-        config.mb2po.num_iterations = 4
-        config.mb2po.horizon = 2
-        config.mb2po.rollout_samples = 64
-        config.mb2po.updates_per_iteration = 3
-        config.mb2po.buffer_iterations = 3
-        config.mb2po.omega = 0.25
-        config.mb2po.block_size = 32
-        config.mb2po.eval_every = 2
-        config.mb2po.checkpoint_every = 2
+    config.mb2po.num_iterations = 4 if fine_tune else 0
+    config.mb2po.horizon = 2
+    config.mb2po.rollout_samples = 64
+    config.mb2po.updates_per_iteration = 3
+    config.mb2po.omega = 0.25
     return config
 
 
