@@ -54,8 +54,7 @@ def to_device(data: Transitions) -> Transitions:
 
 def sample_batch(data: Transitions, key: jax.Array, batch_size: int) -> Transitions:
     """Uniformly samples ``batch_size`` transitions with replacement (jittable)."""
-    idx = jax.random.randint(key, (batch_size,), 0, len(data))
-    return jax.tree.map(lambda x: x[idx], data)
+    return sample_prefix(data, len(data), key, batch_size)
 
 
 def sample_prefix(data: Transitions, size: jax.Array, key: jax.Array, batch_size: int) -> Transitions:
