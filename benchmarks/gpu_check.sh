@@ -6,6 +6,8 @@
 #                fraction of a matmul peak measured in the same process
 #   rollout      the 1M-sample conservative rollout, h = 1 and h = 5 (hopper)
 #   iteration    one whole paper-size MB2PO iteration (1M samples, 1000 updates)
+#   seeds        4 vmapped seeds vs 1 (benchmarks/seeds.py, --config.num_seeds):
+#                the AWAC update's throughput ratio (target >= 3 on a GPU)
 #   pipeline     a 2-minute slice of a real paper-scale hopper run
 #                (benchmarks/pipeline_slice.py), with the AWAC phase projected
 #   step         per step: rc and wall seconds (a step that fails or times out
@@ -14,7 +16,6 @@
 #   bash benchmarks/gpu_check.sh             # paper sizes (on a GPU)
 #   bash benchmarks/gpu_check.sh --reduced   # small sizes: proves it works on a CPU
 #
-# Not yet here: 4 vmapped seeds vs 1 (--config.num_seeds, issue #9, not built).
 # The pipeline slice reads mb2po/hopper/mixed-v0 from $MINARI_DATASETS_PATH
 # (default runs/minari, a copy of the local store carried with the tree).
 set -uo pipefail
@@ -47,12 +48,16 @@ if [ "$reduced" -eq 1 ]; then
     run_step rollout_h5 300 python benchmarks/rollout.py --case hopper 20000 5 --repeats 1
     run_step iteration 600 python benchmarks/rollout.py --iteration hopper --samples 20000 \
         --updates 10 --batch-size 64 --repeats 1
+    run_step seeds 300 python benchmarks/seeds.py --num-seeds 2 --batch-size 64 \
+        --steps-per-call 2 --repeats 2 --hidden 64 64 --quantiles 16 --advantage-samples 3 \
+        --dataset-size 1000 --peak-size 256 --peak-repeats 3
     run_step pipeline 400 python benchmarks/pipeline_slice.py --config=quickstart.py --seconds=180
 else
     run_step awac_step 180 python benchmarks/awac_step.py
     run_step rollout_h1 90 python benchmarks/rollout.py --case hopper 1000000 1
     run_step rollout_h5 90 python benchmarks/rollout.py --case hopper 1000000 5
     run_step iteration 120 python benchmarks/rollout.py --iteration hopper
+    run_step seeds 150 python benchmarks/seeds.py --num-seeds 4
     run_step pipeline 200 python benchmarks/pipeline_slice.py --config=hopper_mixed.py \
         --seconds=120 --set dataset=minari:mb2po/hopper/mixed-v0
 fi

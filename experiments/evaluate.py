@@ -16,15 +16,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jax
 import ml_collections
+import numpy as np
 from absl import app, flags
 
 from mb2po_jax.checkpoint import Checkpointer
 
 from experiments.common import UsageError, setup_logging
 from experiments.phases import (AWAC, MB2PO, MOPO, abstract_policy_state, evaluate_policy,
-                                policy_agent)
+                                policy_act, policy_agent, seeds_of)
 
 POLICY_PHASES = (MB2PO, MOPO, AWAC)  # fine-tuned first
 
@@ -58,6 +58,8 @@ def evaluate_checkpoint(
         step = steps[-1] if step is None else step
         meta = checkpointer.restore_meta(step)
         config = ml_collections.ConfigDict(meta["config"])
+        if "num_seeds" not in config:  # a workdir from before vmapped seeds
+            config.num_seeds = 1
         dataset = meta["dataset"]
         obs_dim, act_dim = dataset["obs_dim"], dataset["act_dim"]
         agent = policy_agent(config, phase, obs_dim, act_dim)
@@ -75,11 +77,22 @@ def evaluate_checkpoint(
     refs = None
     if dataset.get("ref_min_score") is not None and dataset.get("ref_max_score") is not None:
         refs = (dataset["ref_min_score"], dataset["ref_max_score"])
-    result = evaluate_policy(jax.jit(agent.act), agent.policy_params(agent_state),
-                             meta["env_id"], config.eval, refs)
+    result = evaluate_policy(policy_act(agent, config.num_seeds), agent.policy_params(agent_state),
+                             meta["env_id"], config.eval, refs, config.num_seeds)
+    head = {"workdir": str(workdir), "phase": phase, "step": step, "dataset": config.dataset}
     # ``updates``: gradient updates the policy has had (pretraining included).
-    return {"workdir": str(workdir), "phase": phase, "step": step, "dataset": config.dataset,
-            "updates": int(agent_state.step), **result}
+    if config.num_seeds == 1:
+        return {**head, "updates": int(agent_state.step), **result}
+    # Every seed of a vmapped run, all in one vector env.
+    per_seed = [{"seed": seed, "updates": int(updates), **one} for seed, updates, one in
+                zip(seeds_of(config), np.asarray(agent_state.step), result)]
+    summary = {"env_id": meta["env_id"], "num_episodes": config.eval.num_episodes}
+    for key in ("normalized_score", "return_mean"):
+        values = [one[key] for one in per_seed]
+        if None not in values:
+            summary[key], summary[f"{key}_over_seeds_std"] = float(np.mean(values)), float(
+                np.std(values))
+    return {**head, **summary, "seeds": list(seeds_of(config)), "per_seed": per_seed}
 
 
 def main(argv: list[str]) -> None:
@@ -98,6 +111,17 @@ def main(argv: list[str]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     score = result["normalized_score"]
+    if "per_seed" in result:
+        for one in result["per_seed"]:
+            print(f"seed {one['seed']}: return {one['return_mean']:.1f} ± "
+                  f"{one['return_std']:.1f}" + ("" if one["normalized_score"] is None else
+                                               f", normalized score {one['normalized_score']:.1f}"))
+        value = "return_mean" if score is None else "normalized_score"
+        print(f"{result['dataset']} @ {result['phase']} step {result['step']}: {value} "
+              f"{result[value]:.1f} ± {result[value + '_over_seeds_std']:.1f} over seeds "
+              f"{result['seeds']} ({result['num_episodes']} episodes each)")
+        print(json.dumps(result))
+        return
     print(
         f"{result['dataset']} @ {result['phase']} step {result['step']} in {result['env_id']}: return "
         f"{result['return_mean']:.1f} ± {result['return_std']:.1f} over "

@@ -7,6 +7,12 @@ chunks, logging, evaluation and checkpoints.
 Randomness: every phase takes its own stream ``fold_in(PRNGKey(seed), id)``
 and chunk ``c`` uses ``fold_in(stream_key, c)``, so phases are independent of
 each other's chunk sizes and a resumed phase repeats the same numbers.
+
+Seeds: with ``num_seeds = N > 1`` every phase trains seeds ``seed .. seed+N-1``
+as one vmapped program (:mod:`mb2po_jax.seeds`): states carry a leading seed
+axis, seed ``s`` draws the keys of a single-seed run with seed ``s``, the
+dataset is shared, and the seed axis is sharded over the visible devices.
+With N = 1 nothing has a seed axis (checkpoints keep their old layout).
 """
 
 from __future__ import annotations
@@ -16,15 +22,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import functools
+
 import ml_collections
 import numpy as np
 
-from mb2po_jax import mb2po
+from mb2po_jax import mb2po, seeds
 from mb2po_jax.model import dynamics
 from mb2po_jax.agents import awac, sac
 from mb2po_jax.checkpoint import Checkpointer, RunMismatchError
 from mb2po_jax.transitions import Transitions
-from mb2po_jax.evaluation import evaluate
+from mb2po_jax.evaluation import evaluate, evaluate_policies
 from mb2po_jax.envs import get_termination_fn
 
 from experiments.common import PreparedData
@@ -36,8 +44,43 @@ ALGORITHMS = (MB2PO, MOPO)
 _AWAC_INIT, _AWAC_TRAIN, _DYN_SPLIT, _DYN_INIT, _DYN_TRAIN, _MB2PO, _MOPO_INIT, _MOPO = range(8)
 
 
+def seeds_of(config: ml_collections.ConfigDict) -> tuple[int, ...]:
+    """The seeds of a vmapped run; ``()`` for one seed (no seed axis)."""
+    return seeds.seed_list(config.seed, config.num_seeds) if config.num_seeds > 1 else ()
+
+
 def _key(config: ml_collections.ConfigDict, stream: int) -> jax.Array:
+    """The stream's key: ``[2]``, or ``[N, 2]`` (one per seed) with a seed axis."""
+    if config.num_seeds > 1:
+        return seeds.stream_keys(seeds_of(config), stream)
     return jax.random.fold_in(jax.random.PRNGKey(config.seed), stream)
+
+
+def _fold(config: ml_collections.ConfigDict, key: jax.Array, data: int) -> jax.Array:
+    return seeds.fold_in(key, data) if config.num_seeds > 1 else jax.random.fold_in(key, data)
+
+
+def _per_seed(config: ml_collections.ConfigDict, fn, in_axes, donate_argnums=()):
+    """``fn`` itself for one seed; vmapped over the seed axis (``in_axes``,
+    ``None`` for shared arguments) as one jitted program for several."""
+    return seeds.over_seeds(fn, in_axes, donate_argnums) if config.num_seeds > 1 else fn
+
+
+@functools.lru_cache(maxsize=None)
+def _mesh(num_seeds: int):
+    return seeds.seed_mesh(num_seeds) if num_seeds > 1 else None
+
+
+def _place(config: ml_collections.ConfigDict):
+    """Shards a seed-stacked state over the devices (identity for one seed)."""
+    mesh = _mesh(config.num_seeds)
+    return lambda state: seeds.shard(state, mesh)
+
+
+def _progress(state) -> int:
+    # With a seed axis, the seeds still training (early stopping freezes the
+    # others) are all at the largest count.
+    return int(np.max(np.asarray(state.step)))
 
 
 def build_agent(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int,
@@ -50,9 +93,18 @@ def build_agent(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int,
 
 
 def evaluate_policy(act, policy_params: Any, env_id: str, eval_config,
-                    ref_scores) -> dict[str, Any]:
+                    ref_scores, num_seeds: int = 1) -> Any:
     """Episodes of the deterministic policy; ``act`` is the jitted
-    ``agent.act``, built once per phase so evaluations never recompile."""
+    ``agent.act``, built once per phase so evaluations never recompile.
+
+    With ``num_seeds > 1``, ``policy_params`` are seed-stacked, ``act`` is
+    :func:`policy_act`'s vmapped one, and the result is one dict per seed
+    (all seeds' envs in one vector env)."""
+    if num_seeds > 1:
+        return evaluate_policies(
+            lambda obs: np.asarray(act(policy_params, obs)), env_id, eval_config.num_episodes,
+            num_policies=num_seeds, seed=eval_config.seed, num_envs=eval_config.num_envs,
+            ref_scores=ref_scores, max_episode_steps=eval_config.max_episode_steps)
     return evaluate(
         lambda obs: np.asarray(act(policy_params, obs)),
         env_id,
@@ -62,6 +114,12 @@ def evaluate_policy(act, policy_params: Any, env_id: str, eval_config,
         ref_scores=ref_scores,
         max_episode_steps=eval_config.max_episode_steps,
     )
+
+
+def policy_act(agent, num_seeds: int = 1):
+    """The jitted deterministic ``act(policy_params, obs)``; with seeds, vmapped
+    over stacked parameters and observations ``[N, n, obs_dim]``."""
+    return jax.jit(jax.vmap(agent.act) if num_seeds > 1 else agent.act)
 
 
 def q_limit(config: ml_collections.ConfigDict, rewards: np.ndarray) -> float:
@@ -88,9 +146,10 @@ def make_critic_guard(phase: str, limit: float):
     return guard
 
 
-def _scanned(train_steps, data, key):
-    """``advance`` for a scanned train-steps function."""
-    return lambda state, chunk_index: train_steps(state, data, jax.random.fold_in(key, chunk_index))
+def _scanned(config, train_steps, data, key):
+    """``advance`` for a scanned train-steps function (the dataset shared by seeds)."""
+    steps = _per_seed(config, train_steps, (0, None, 0))
+    return lambda state, chunk_index: steps(state, data, _fold(config, key, chunk_index))
 
 
 # --------------------------------------------------------------------- AWAC
@@ -101,22 +160,25 @@ def awac_phase(config: ml_collections.ConfigDict, data: PreparedData, dataset: T
     train_steps = awac.make_train_steps(agent.update, config.awac.batch_size,
                                         config.train.steps_per_chunk)
     train_key = _key(config, _AWAC_TRAIN)
-    act = jax.jit(agent.act)
+    act = policy_act(agent, config.num_seeds)
+    init = lambda: _per_seed(config, agent.init, (0,))(_key(config, _AWAC_INIT))  # noqa: E731
     return Phase(
         name=AWAC,
         total=config.awac.num_steps,
         chunk=config.train.steps_per_chunk,
         eval_every=config.train.eval_every,
         checkpoint_every=config.train.checkpoint_every,
-        init=lambda: agent.init(_key(config, _AWAC_INIT)),
-        abstract=lambda: jax.eval_shape(agent.init, jax.random.PRNGKey(0)),
-        progress=lambda state: int(state.step),
-        advance=_scanned(train_steps, dataset, train_key),
+        init=init,
+        abstract=lambda: jax.eval_shape(init),
+        progress=_progress,
+        advance=_scanned(config, train_steps, dataset, train_key),
         evaluate=lambda state: evaluate_policy(act, state.policy_params, data.env_id,
-                                               config.eval, data.ref_scores),
+                                               config.eval, data.ref_scores, config.num_seeds),
         guard=make_critic_guard(AWAC, q_limit(config, np.asarray(data.transitions.rewards))),
         postfix=("critic_loss", "q_data_mean"),
         keep_checkpoints=config.train.keep_checkpoints,
+        seeds=seeds_of(config),
+        place=_place(config),
     )
 
 
@@ -130,42 +192,59 @@ def build_dynamics(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int
 def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, dataset: Transitions) -> Phase:
     cfg = config.dynamics
     model = build_dynamics(config, data.info.obs_dim, data.info.act_dim)
-    train, holdout = dynamics.split_holdout(
-        dynamics.make_dynamics_data(dataset), _key(config, _DYN_SPLIT),
-        cfg.holdout_fraction, cfg.max_holdout)
+    # Each seed holds out its own rows (as its single-seed run would): with
+    # a seed axis, train and holdout are [N, rows, ...].
+    split = lambda key: dynamics.split_holdout(  # noqa: E731
+        dynamics.make_dynamics_data(dataset), key, cfg.holdout_fraction, cfg.max_holdout)
+    train, holdout = _per_seed(config, split, (0,))(_key(config, _DYN_SPLIT))
     train_steps = dynamics.make_train_steps(model.update, cfg.num_members, cfg.batch_size,
                                             config.train.steps_per_chunk)
-    validate, select = jax.jit(model.validate), jax.jit(model.select_elites)
     train_key = _key(config, _DYN_TRAIN)
-    init = lambda: model.init(_key(config, _DYN_INIT), train)  # noqa: E731
+    init = lambda: _per_seed(config, model.init, (0, 0))(_key(config, _DYN_INIT), train)  # noqa: E731
 
-    @jax.jit
-    def check(state: dynamics.DynamicsState):
+    def advance_one(state: dynamics.DynamicsState, train, holdout, key: jax.Array):
+        new, metrics = train_steps(state, train, key)
         # Held-out error after every chunk (an instrument: is the model still
         # improving?) and, with early stopping, MOPO's snapshot bookkeeping.
-        val = validate(state, holdout)
+        val = model.validate(new, holdout)
         if cfg.early_stopping:
-            state = model.track_best(state, holdout)
-        return state, {"val_mse_mean": jnp.mean(val["val_mse"]),
-                       "val_nll_mean": jnp.mean(val["val_nll"])}
+            new = model.track_best(new, holdout)
+            # A seed that has stopped keeps its state while the others train
+            # on (one program); alone its run would have ended here.
+            frozen = state.stale_checks >= cfg.patience
+            new = jax.tree.map(lambda old, now: jnp.where(frozen, old, now), state, new)
+        return new, {**metrics, "val_mse_mean": jnp.mean(val["val_mse"]),
+                     "val_nll_mean": jnp.mean(val["val_nll"])}
+
+    advance_all = _per_seed(config, jax.jit(advance_one), (0, 0, 0, 0))
+    validate = _per_seed(config, jax.jit(model.validate), (0, 0))
+    finalize_one = lambda state, holdout: model.select_elites(  # noqa: E731
+        model.use_best(state) if cfg.early_stopping else state, holdout)
+    finalize_all = _per_seed(config, jax.jit(finalize_one), (0, 0))
 
     def advance(state: dynamics.DynamicsState, chunk_index: int):
-        state, metrics = train_steps(state, train, jax.random.fold_in(train_key, chunk_index))
-        state, val_metrics = check(state)
-        return state, {**metrics, **val_metrics}
+        return advance_all(state, train, holdout, _fold(config, train_key, chunk_index))
 
     def stopped(state: dynamics.DynamicsState) -> bool:
-        return cfg.early_stopping and int(state.stale_checks) >= cfg.patience
+        return cfg.early_stopping and bool(np.all(np.asarray(state.stale_checks) >= cfg.patience))
 
-    def evaluate_model(state: dynamics.DynamicsState) -> dict[str, Any]:
-        result = dynamics.elite_summary(jax.device_get(validate(state, holdout)))
-        result["elites"] = [int(i) for i in np.asarray(state.elites)]
+    def evaluate_one(val, elites, stale) -> dict[str, Any]:
+        result = dynamics.elite_summary(val)
+        result["elites"] = [int(i) for i in np.asarray(elites)]
         if cfg.early_stopping:
-            result["stopped_early"] = stopped(state)
+            result["stopped_early"] = bool(stale >= cfg.patience)
         return result
 
+    def evaluate_model(state: dynamics.DynamicsState) -> Any:
+        val, elites, stale = jax.device_get((validate(state, holdout), state.elites,
+                                             state.stale_checks))
+        if config.num_seeds == 1:
+            return evaluate_one(val, elites, stale)
+        return [evaluate_one(seeds.take(val, i), elites[i], stale[i])
+                for i in range(config.num_seeds)]
+
     def finalize(state: dynamics.DynamicsState) -> dynamics.DynamicsState:
-        return select(model.use_best(state) if cfg.early_stopping else state, holdout)
+        return finalize_all(state, holdout)
 
     return Phase(
         name=DYNAMICS,
@@ -175,7 +254,7 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
         checkpoint_every=config.train.checkpoint_every,
         init=init,
         abstract=lambda: jax.eval_shape(init),
-        progress=lambda state: int(state.step),
+        progress=_progress,
         advance=advance,
         evaluate=evaluate_model,
         guard=lambda metrics, step: check_finite(DYNAMICS, metrics, step),
@@ -183,6 +262,8 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
         stopped=stopped,
         postfix=("dynamics_loss", "train_mse"),
         keep_checkpoints=config.train.keep_checkpoints,
+        seeds=seeds_of(config),
+        place=_place(config),
     )
 
 
@@ -219,13 +300,15 @@ def policy_agent(config: ml_collections.ConfigDict, phase: str, obs_dim: int, ac
 
 def abstract_policy_state(config: ml_collections.ConfigDict, phase: str, obs_dim: int,
                           act_dim: int):
-    """The structure of a policy phase's checkpointed state, for restoring."""
+    """The structure of a policy phase's checkpointed state, for restoring
+    (with a leading seed axis where ``config.num_seeds > 1``)."""
     agent = policy_agent(config, phase, obs_dim, act_dim)
-    agent_state = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
+    agent_state = jax.eval_shape(_per_seed(config, agent.init, (0,)), _key(config, 0))
     if phase == AWAC:
         return agent_state
-    return jax.eval_shape(lambda: mb2po.init_state(
-        agent_state, fine_tuning_config(config, phase), obs_dim=obs_dim, act_dim=act_dim))
+    start = _per_seed(config, lambda state: mb2po.init_state(
+        state, fine_tuning_config(config, phase), obs_dim=obs_dim, act_dim=act_dim), (0,))
+    return jax.eval_shape(start, agent_state)
 
 
 def fine_tuning_phase(
@@ -242,8 +325,16 @@ def fine_tuning_phase(
         agent, build_dynamics(config, obs_dim, act_dim), get_termination_fn(data.env_id),
         fine_tuning_config(config, algorithm), obs_dim=obs_dim, act_dim=act_dim)
     key = _key(config, _MB2PO if algorithm == MB2PO else _MOPO)
-    act = jax.jit(agent.act)
-    init = lambda: loop.init(start)  # noqa: E731
+    act = policy_act(agent, config.num_seeds)
+    init = lambda: _per_seed(config, loop.init, (0,))(start)  # noqa: E731
+
+    def step_parts(agent_state, buffer, iteration, dyn_state, dataset, key, reference):
+        return loop.step(mb2po.MB2POState(agent_state, buffer, iteration), dyn_state, dataset,
+                         key, reference)
+
+    # The dataset is shared by the seeds. Only the model buffer is donated
+    # (the agent's first state may alias ``reference``).
+    step = _per_seed(config, step_parts, (0, 0, 0, 0, None, 0, 0), donate_argnums=(1,))
     return Phase(
         name=algorithm,
         total=cfg.num_iterations,
@@ -252,16 +343,19 @@ def fine_tuning_phase(
         checkpoint_every=cfg.checkpoint_every,
         init=init,
         abstract=lambda: jax.eval_shape(init),
-        progress=lambda state: int(state.iteration),
-        advance=lambda state, c: loop.step(state, dynamics_state, dataset,
-                                           jax.random.fold_in(key, c), reference),
+        progress=lambda state: int(np.max(np.asarray(state.iteration))),
+        advance=lambda state, c: step(state.agent, state.buffer, state.iteration,
+                                      dynamics_state, dataset, _fold(config, key, c), reference),
         evaluate=lambda state: evaluate_policy(act, agent.policy_params(state.agent),
-                                               data.env_id, config.eval, data.ref_scores),
+                                               data.env_id, config.eval, data.ref_scores,
+                                               config.num_seeds),
         guard=make_critic_guard(algorithm, q_limit(config, np.asarray(data.transitions.rewards))),
         postfix=("critic_loss", "q_data_mean" if algorithm == MB2PO else "q_mean",
                  "rollout_uncertainty_mean"),
         unit="iter",
         keep_checkpoints=cfg.keep_checkpoints,
+        seeds=seeds_of(config),
+        place=_place(config),
     )
 
 
@@ -281,7 +375,7 @@ def mopo_phase(
 ) -> Phase:
     """MOPO (Yu et al., 2020): SAC from scratch in the same conservative MDP."""
     agent = policy_agent(config, MOPO, data.info.obs_dim, data.info.act_dim)
-    start = agent.init(_key(config, _MOPO_INIT))
+    start = _per_seed(config, agent.init, (0,))(_key(config, _MOPO_INIT))
     return fine_tuning_phase(config, data, dataset, dynamics_state, algorithm=MOPO,
                              agent=agent, start=start, reference=start)
 
@@ -301,6 +395,12 @@ def restore_from_workdir(source: str, phase: Phase, data: PreparedData):
                 f"{directory}; point it at a workdir that ran that phase.")
         with Checkpointer(directory) as other:
             meta = other.restore_meta()
+            their_seeds = int(meta["config"].get("num_seeds", 1))
+            if their_seeds != max(1, len(phase.seeds)):
+                raise RunMismatchError(
+                    f"init.{phase.name}_workdir={source} trained num_seeds={their_seeds}, this "
+                    f"run num_seeds={max(1, len(phase.seeds))}: its {phase.name} state has "
+                    f"another seed axis. Use the same num_seeds (and seed) as that run.")
             theirs = meta["dataset"]["fingerprint"]
             if theirs != data.info.fingerprint:
                 raise RunMismatchError(

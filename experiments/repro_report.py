@@ -54,7 +54,8 @@ PAPER_TABLE_1 = {
 COLUMNS = (
     "task", "seed", "arm", "status", "final_score", "final_score_std", "final_episodes",
     "best_periodic_score", "best_periodic_updates", "periodic_episodes", "pretrain_updates",
-    "finetune_updates", "total_updates", "batch_size", "wall_seconds", "dataset", "dataset_fingerprint",
+    "finetune_updates", "total_updates", "batch_size", "wall_seconds", "seeds_in_program",
+    "dataset", "dataset_fingerprint",
     "num_transitions", "commit", "message",
 )
 
@@ -63,12 +64,16 @@ def collect(root: Path) -> list[dict[str, Any]]:
     """Every cell record under ``root`` with its periodic evaluations attached."""
     records = []
     for path in sorted(root.glob(f"*/seed*/*/{CELL_FILE}")):
-        record = json.loads(path.read_text())
-        record["curve"] = eval_curve(path.parent, record) if record["status"] == "done" else []
-        if record["curve"]:
-            best = max(record["curve"], key=lambda point: point[1])
-            record["best_periodic_updates"], record["best_periodic_score"] = best
-        records.append(record)
+        cell = json.loads(path.read_text())
+        # A cell of several vmapped seeds is one row per seed.
+        for record in ([{**cell, **one} for one in cell["per_seed"]] if "per_seed" in cell
+                       else [cell]):
+            record.pop("per_seed", None)
+            record["curve"] = eval_curve(path.parent, record) if record["status"] == "done" else []
+            if record["curve"]:
+                best = max(record["curve"], key=lambda point: point[1])
+                record["best_periodic_updates"], record["best_periodic_score"] = best
+            records.append(record)
     return records
 
 
@@ -77,7 +82,7 @@ def eval_curve(cell_dir: Path, record: dict[str, Any]) -> list[tuple[int, float]
     of pretraining, normalised score). A phase counting iterations is mapped
     through its updates per iteration, after the pretraining's updates."""
     phase = record.get("curve_phase", "awac")
-    path = cell_dir / phase / "metrics_eval.csv"
+    path = cell_dir / phase / record.get("curve_subdir", "") / "metrics_eval.csv"
     if not path.is_file():
         return []
     steps, scores = read_series(path, "normalized_score")

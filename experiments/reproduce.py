@@ -30,6 +30,14 @@ See :mod:`experiments.repro_report`.
 ``--shard=I/N`` runs every N-th (task, seed) unit, so N processes or machines
 can share one workdir (each unit's cells are written by one shard only);
 ``--report_only`` merges whatever has finished.
+
+``--seed_programs=one`` trains a unit's seeds side by side as ONE vmapped
+program (``num_seeds``, :mod:`mb2po_jax.seeds`): the unit is then
+``<task>/seeds<a>-<b>`` and each cell a run of all its seeds (one
+compilation, one dataset copy, the seed axis sharded over the devices); the
+rows, table and curves stay per seed. ``each`` runs a program per seed
+(``<task>/seed<k>``); ``auto`` (the default) takes ``one`` for a new sweep of
+consecutive seeds and keeps an existing sweep's choice.
 """
 
 from __future__ import annotations
@@ -194,34 +202,49 @@ def task_config(task: str, scale: str, overrides: dict[str, Any],
 @dataclasses.dataclass(frozen=True)
 class Cell:
     task: str
-    seed: int
+    seed: int  # the first seed
     arm: str  # PRETRAIN or an ARMS key
     workdir: Path
+    num_seeds: int = 1  # seeds seed .. seed + num_seeds - 1, one vmapped program
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.num_seeds))
 
     @property
     def label(self) -> str:
-        return f"{self.task} seed {self.seed} {self.arm}"
+        who = f"seed {self.seed}" if self.num_seeds == 1 else f"seeds {self.seeds}"
+        return f"{self.task} {who} {self.arm}"
 
 
-def unit_dir(root: Path, task: str, seed: int) -> Path:
-    return root / task / f"seed{seed}"
+def unit_dir(root: Path, task: str, seed: int, num_seeds: int = 1) -> Path:
+    if num_seeds == 1:
+        return root / task / f"seed{seed}"
+    return root / task / f"seeds{seed}-{seed + num_seeds - 1}"
 
 
 def plan(root: Path, tasks: list[str], seeds: list[int], arms: list[str],
-         shard: tuple[int, int] | None = (0, 1)) -> list[Cell]:
+         shard: tuple[int, int] | None = (0, 1), vmap_seeds: bool = False) -> list[Cell]:
     """The cells of this shard, in run order: per (task, seed) unit the
     pretraining, then each arm. Units are dealt round-robin to shards; with
     ``shard=None`` every unit is planned, and processes sharing the workdir
-    divide the work as they go (a cell another process runs is locked)."""
-    units = [(task, seed) for task in tasks for seed in seeds]
+    divide the work as they go (a cell another process runs is locked).
+    With ``vmap_seeds`` a unit is (task, all the seeds), one program."""
+    if vmap_seeds:
+        if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+            raise UsageError(f"--seeds={','.join(map(str, seeds))}: one vmapped program runs "
+                             f"consecutive seeds (seed .. seed + num_seeds - 1); pass e.g. "
+                             f"--seeds=0,1,2, or --seed_programs=each.")
+        units = [(task, seeds[0], len(seeds)) for task in tasks]
+    else:
+        units = [(task, seed, 1) for task in tasks for seed in seeds]
     if shard is not None:
         index, count = shard
         units = units[index::count]
     cells = []
-    for task, seed in units:
-        base = unit_dir(root, task, seed)
-        cells.append(Cell(task, seed, PRETRAIN, base / PRETRAIN))
-        cells += [Cell(task, seed, arm, base / arm) for arm in arms]
+    for task, seed, num_seeds in units:
+        base = unit_dir(root, task, seed, num_seeds)
+        cells += [Cell(task, seed, arm, base / arm, num_seeds) for arm in (PRETRAIN, *arms)]
     return cells
 
 
@@ -252,7 +275,7 @@ def git_commit() -> str:
 def cell_config(cell: Cell, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The run config of a cell, from its task's config."""
     config = copy.deepcopy(config)
-    config.seed = cell.seed
+    config.seed, config.num_seeds = cell.seed, cell.num_seeds
     if cell.arm == PRETRAIN:
         config.mb2po.num_iterations = 0
         return config
@@ -280,6 +303,7 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
     started = time.time()
     record: dict[str, Any] = {
         "task": cell.task, "seed": cell.seed, "arm": cell.arm, "dataset": run_config.dataset,
+        "seeds_in_program": cell.num_seeds,
         "commit": git_commit(),
         "pretrain_updates": config.awac.num_steps,
         "finetune_updates": 0 if cell.arm == PRETRAIN else finetune_updates(config),
@@ -290,6 +314,8 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
     except TrainingDivergedError as error:
         record.update(status="diverged", message=str(error),
                       wall_seconds=time.time() - started)
+        if cell.num_seeds > 1:
+            record["per_seed"] = [{"seed": seed} for seed in cell.seeds]
         _write_cell(cell.workdir, record)
         logger.warning("%s: diverged, recorded; the sweep goes on. %s", cell.label, error)
         return record
@@ -303,15 +329,15 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
         record["curve_offset"] = run_config.awac.num_steps
     if cell.arm == PRETRAIN:
         record.update(dataset_scores(run_config))
+    record.update(status="done", periodic_episodes=run_config.eval.num_episodes)
+    if cell.num_seeds > 1:
+        # One row per seed in the report (repro_report.collect); its curve is
+        # under <phase>/seed_<s>/. The wall time is the program's, all seeds.
+        record["per_seed"] = [{"seed": one["seed"], "curve_subdir": f"seed_{one['seed']}",
+                               **_final_fields(one)} for one in final["per_seed"]]
+    else:
+        record.update(_final_fields(final))
     record.update(
-        status="done",
-        final_score=final["normalized_score"],
-        final_score_std=final["normalized_score_std"],
-        final_return=final["return_mean"],
-        final_episodes=final["num_episodes"],
-        total_updates=final["updates"],
-        final_returns=final["returns"],
-        periodic_episodes=run_config.eval.num_episodes,
         wall_seconds=results["wall_seconds"],
         dataset_fingerprint=results["dataset_fingerprint"],
         dataset_source=results["dataset_source"],
@@ -320,6 +346,14 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
     )
     _write_cell(cell.workdir, record)
     return record
+
+
+def _final_fields(final: dict[str, Any]) -> dict[str, Any]:
+    """A cell record's fields from one seed's final evaluation."""
+    return {"final_score": final["normalized_score"],
+            "final_score_std": final["normalized_score_std"],
+            "final_return": final["return_mean"], "final_episodes": final["num_episodes"],
+            "total_updates": final["updates"], "final_returns": final["returns"]}
 
 
 def dataset_scores(config: ml_collections.ConfigDict) -> dict[str, float | None]:
@@ -351,17 +385,20 @@ def dataset_scores(config: ml_collections.ConfigDict) -> dict[str, float | None]
 def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], scale: str, *,
               overrides: dict[str, Any] | None = None, datasets: dict[str, str] | None = None,
               final_episodes: int | None = None, shard: tuple[int, int] | None = (0, 1),
-              report: bool = True) -> list[dict[str, Any]]:
+              report: bool = True, seed_programs: str = "auto") -> list[dict[str, Any]]:
     """Runs this shard's unfinished cells in order; returns every cell record.
 
     A cell whose pretraining diverged leaves its unit's arms recorded as
-    ``skipped``. The report is remade after every cell.
+    ``skipped``. The report is remade after every cell. ``seed_programs``:
+    'one' (the seeds as one vmapped program), 'each' or 'auto' (see the
+    module docstring).
     """
     root.mkdir(parents=True, exist_ok=True)
     final_episodes = final_episodes or FINAL_EPISODES[scale]
     configs = {task: task_config(task, scale, overrides or {}, datasets or {}) for task in tasks}
-    _write_sweep_file(root, tasks, seeds, arms, scale, overrides or {}, datasets or {})
-    cells = plan(root, tasks, seeds, arms, shard)
+    mode = resolve_seed_programs(root, seed_programs, seeds)
+    _write_sweep_file(root, tasks, seeds, arms, scale, overrides or {}, datasets or {}, mode)
+    cells = plan(root, tasks, seeds, arms, shard, vmap_seeds=mode == "one")
     records, missing = [], {}
     for number, cell in enumerate(cells, 1):
         record = read_cell(cell.workdir)
@@ -417,7 +454,30 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
     return records
 
 
-def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets) -> None:
+SEED_PROGRAMS = ("auto", "one", "each")
+
+
+def resolve_seed_programs(root: Path, choice: str, seeds: list[int]) -> str:
+    """'one' or 'each' for this sweep: ``choice``, or for 'auto' the sweep's
+    recorded choice ('each' for sweeps made before it was recorded), else
+    'one' where the seeds are consecutive."""
+    if choice not in SEED_PROGRAMS:
+        raise UsageError(f"--seed_programs={choice!r}: valid: {list(SEED_PROGRAMS)}.")
+    path = root / repro_report.SWEEP_FILE
+    sweep = json.loads(path.read_text()) if path.is_file() else None
+    recorded = None if sweep is None else sweep.get("seed_programs", "each")
+    if choice == "auto":
+        consecutive = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
+        return recorded or ("one" if consecutive and len(seeds) > 1 else "each")
+    if recorded and recorded != choice:
+        raise UsageError(f"--seed_programs={choice}: {root} is a sweep of seed_programs="
+                         f"{recorded} (its cells are laid out so); use that, 'auto', or "
+                         f"another --workdir.")
+    return choice
+
+
+def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets,
+                      seed_programs: str = "each") -> None:
     """What the sweep is, for the report (merged over shards and sessions)."""
     path = root / repro_report.SWEEP_FILE
     sweep = json.loads(path.read_text()) if path.is_file() else {}
@@ -434,7 +494,7 @@ def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets
     merged = lambda key, new: list(dict.fromkeys([*sweep.get(key, []), *new]))  # noqa: E731
     sweep = {"scale": scale, "overrides": sweep.get("overrides", overrides), "datasets": datasets,
              "tasks": merged("tasks", tasks), "seeds": merged("seeds", seeds),
-             "arms": merged("arms", arms)}
+             "arms": merged("arms", arms), "seed_programs": seed_programs}
     path.write_text(json.dumps(sweep, indent=2))
 
 
@@ -486,7 +546,8 @@ def main(argv: list[str]) -> None:
         overrides = parse_overrides(f.set or [], paper_config(f.tasks[0]))
         records = run_sweep(root, list(f.tasks), seeds, list(f.arms), f.scale,
                             overrides=overrides, datasets=_parse_datasets(f.dataset or []),
-                            final_episodes=f.final_episodes, shard=_parse_shard(f.shard))
+                            final_episodes=f.final_episodes, shard=_parse_shard(f.shard),
+                            seed_programs=f.seed_programs)
     except InterruptedRun as interrupted:
         print(interrupted, file=sys.stderr)
         sys.exit(130)
@@ -518,6 +579,10 @@ def cli() -> None:
     flags.DEFINE_string("shard", "0/1", "I/N: run every N-th (task, seed) unit from the I-th; "
                         "'any': every unit, processes sharing the workdir taking the cells no "
                         "other process is running (balances uneven cells).")
+    flags.DEFINE_enum("seed_programs", "auto", list(SEED_PROGRAMS),
+                      "one: a unit's seeds train side by side as one vmapped program "
+                      "(num_seeds); each: a program per seed; auto: 'one' for a new sweep of "
+                      "consecutive seeds, an existing sweep's own choice otherwise.")
     flags.DEFINE_bool("report_only", False, "Only (re)write results.csv, table.md and the "
                       "PNGs from the finished cells.")
     app.run(main)

@@ -21,12 +21,14 @@ with ``--config.<field>=<value>``. A workdir remembers its config and dataset
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import ml_collections
+import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -81,6 +83,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     mb = config[name]
     fine_tune = mb.num_iterations > 0
     positive = {
+        "num_seeds": config.num_seeds,
         "train.steps_per_chunk": chunk,
         "train.eval_every": config.train.eval_every,
         "train.checkpoint_every": config.train.checkpoint_every,
@@ -148,6 +151,13 @@ def _config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def _eval_summary(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("normalized_score", "normalized_score_std", "return_mean", "return_std", "returns")
     return {key: result[key] for key in keys}
+
+
+def _seed_outcome(outcome, index: int | None):
+    """One seed's view of a phase outcome (the outcome itself without seeds)."""
+    if index is None:
+        return outcome
+    return dataclasses.replace(outcome, final_eval=outcome.final_eval[index])
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path, *,
@@ -254,9 +264,43 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
             outcomes[phases.MB2PO] = run_phase(mb_phase, workdir, **common)
 
     last = phases.MOPO if mopo else phases.MB2PO if fine_tune else phases.AWAC
+    seeds = phases.seeds_of(config)
+    if not seeds:
+        results = _results(config, data, outcomes, last, config.seed)
+    else:
+        # Per seed, what its own single-seed run would report; on top, the
+        # mean and the spread over seeds of every score.
+        per_seed = [_results(config, data, {name: _seed_outcome(outcome, i)
+                                            for name, outcome in outcomes.items()}, last, seed)
+                    for i, seed in enumerate(seeds)]
+        results = {key: value for key, value in per_seed[0].items()
+                   if key not in _SEED_SPECIFIC}
+        for key in _SCORES:
+            values = [r[key] for r in per_seed]
+            if all(v is not None for v in values):
+                results[key] = float(np.mean(values))
+                results[f"{key}_over_seeds_std"] = float(np.std(values))
+                results[f"{key}_per_seed"] = values
+        results.update(seeds=list(seeds), num_seeds=len(seeds), per_seed=per_seed)
+    (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    _plot(workdir, config, last)
+    return results
+
+
+# Scores averaged over seeds in a vmapped run's results.json; the per-episode
+# fields stay per seed (results["per_seed"]).
+_SCORES = ("normalized_score", "return_mean", "awac_normalized_score", "mb2po_normalized_score",
+           "mopo_normalized_score")
+_SEED_SPECIFIC = ("normalized_score_std", "return_std", "returns", "phases", "seed")
+
+
+def _results(config: ml_collections.ConfigDict, data, outcomes: dict[str, Any], last: str,
+             seed: int) -> dict[str, Any]:
+    """results.json of one seed."""
+    mopo = last == phases.MOPO
     final = outcomes[last].final_eval
     awac = outcomes.get(phases.AWAC)
-    results = {
+    return {
         **_eval_summary(final),
         "env_id": data.env_id,
         "dataset": config.dataset,
@@ -276,32 +320,40 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
                       else outcome.final_eval)}
             for name, outcome in outcomes.items()
         },
-        "seed": config.seed,
+        "seed": seed,
     }
-    (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    _plot(workdir, config, last)
-    return results
 
 
 def _plot(workdir: Path, config: ml_collections.ConfigDict, last: str) -> None:
     """The policy's evaluations against gradient steps: AWAC's, then MB2PO's
     continuing the axis (one iteration = mb2po.updates_per_iteration steps);
-    or MOPO's alone."""
+    or MOPO's alone. With several seeds, one line per seed and phase (the
+    first seed's AWAC line solid)."""
+    seeds = phases.seeds_of(config)
+    where = [(f"seed_{s}", f"seed {s} ") for s in seeds] or [("", "")]
+    out = workdir / "learning_curve.png"
     if last == phases.MOPO:
         per = config.mopo.updates_per_iteration
-        plot_learning_curve(workdir / phases.MOPO, prefix="eval", out=workdir / "learning_curve.png",
-                            label="MOPO (SAC in the model MDP)",
+        extra = {f"{name}MOPO": read_series(workdir / phases.MOPO / sub / "metrics_eval.csv",
+                                            "normalized_score") for sub, name in where[1:]}
+        plot_learning_curve(workdir / phases.MOPO / where[0][0], prefix="eval", out=out,
+                            extra_lines=extra, label=f"{where[0][1]}MOPO (SAC in the model MDP)",
                             title=f"{config.dataset}: evaluation (x: iterations of {per} updates)")
         return
     extra = {}
-    mb2po_csv = workdir / phases.MB2PO / "metrics_eval.csv"
-    if last == phases.MB2PO and mb2po_csv.exists():
-        iterations, scores = read_series(mb2po_csv, "normalized_score")
-        if iterations:
-            offset, per = config.awac.num_steps, config.mb2po.updates_per_iteration
-            extra["MB2PO fine-tuning"] = ([offset + i * per for i in iterations], scores)
-    plot_learning_curve(workdir / phases.AWAC, prefix="eval", out=workdir / "learning_curve.png",
-                        extra_lines=extra, label="AWAC pretraining",
+    for i, (sub, name) in enumerate(where):
+        if i:
+            extra[f"{name}AWAC"] = read_series(
+                workdir / phases.AWAC / sub / "metrics_eval.csv", "normalized_score")
+        mb2po_csv = workdir / phases.MB2PO / sub / "metrics_eval.csv"
+        if last == phases.MB2PO and mb2po_csv.exists():
+            iterations, scores = read_series(mb2po_csv, "normalized_score")
+            if iterations:
+                offset, per = config.awac.num_steps, config.mb2po.updates_per_iteration
+                extra[f"{name}MB2PO fine-tuning"] = ([offset + i * per for i in iterations],
+                                                     scores)
+    plot_learning_curve(workdir / phases.AWAC / where[0][0], prefix="eval", out=out,
+                        extra_lines=extra, label=f"{where[0][1]}AWAC pretraining",
                         title=f"{config.dataset}: evaluation (x: gradient steps)")
 
 
@@ -322,11 +374,18 @@ def main(argv: list[str]) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     score = results["normalized_score"]
+    if "per_seed" in results:
+        spread = ("return", "return_mean") if score is None else ("normalized score",
+                                                                  "normalized_score")
+        summary = (f"{spread[0]} {results[spread[1]]:.1f} ± "
+                   f"{results[spread[1] + '_over_seeds_std']:.1f} over seeds {results['seeds']} "
+                   f"({', '.join(f'{v:.1f}' for v in results[spread[1] + '_per_seed'])})")
+    else:
+        summary = (f"return {results['return_mean']:.1f} ± {results['return_std']:.1f}"
+                   + ("" if score is None else f", normalized score {score:.1f}"))
     print(
-        f"done: {results['dataset']} in {results['env_id']}: return "
-        f"{results['return_mean']:.1f} ± {results['return_std']:.1f}"
-        + ("" if score is None else f", normalized score {score:.1f}")
-        + f" after {results['steps']} steps ({results['wall_seconds']:.0f} s). "
+        f"done: {results['dataset']} in {results['env_id']}: {summary}"
+        f" after {results['steps']} steps ({results['wall_seconds']:.0f} s). "
         f"Results: {Path(workdir) / RESULTS_FILE}"
     )
 

@@ -13,6 +13,10 @@ with ``env.reset(seed=seed + k)`` and is run in sub-env ``k % num_envs``. Hence
 ``returns[k]`` equals the return of a plain single-env loop that calls
 ``gymnasium.make(env_id).reset(seed=seed + k)`` and steps the same
 deterministic policy, independent of ``num_envs``.
+
+:func:`evaluate_policies` evaluates several policies (e.g. the seeds of a
+vmapped run) in one vector env, one policy call per step for all of them,
+each on the same episodes as it would get alone.
 """
 
 from __future__ import annotations
@@ -85,25 +89,31 @@ def _clip_actions(actions: Any, space: gym.spaces.Box, num_envs: int) -> np.ndar
 
 
 def _run_episodes(
-    envs: gym.vector.VectorEnv, act_fn: ActFn, num_episodes: int, seed: int
+    envs: gym.vector.VectorEnv, act_fn: ActFn, num_episodes: int, seed: int, num_groups: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Runs episodes ``0..num_episodes-1``; returns (returns, lengths) by index.
+    """Runs episodes ``0..num_episodes-1`` of each of ``num_groups`` policies;
+    returns (returns, lengths) ``[num_groups, num_episodes]`` by index.
 
-    Sub-env ``i`` runs episodes ``i, i + n, i + 2n, ...`` (a fixed quota), so
-    which episodes get counted never depends on which env finishes first.
+    Sub-envs ``g * n .. g * n + n - 1`` belong to group ``g`` (``n`` per
+    group). Sub-env ``i`` of a group runs that group's episodes
+    ``i, i + n, i + 2n, ...`` (a fixed quota), so which episodes get counted
+    never depends on which env finishes first, and every group's episode
+    ``k`` starts from reset seed ``seed + k`` (common random numbers).
     """
-    n = envs.num_envs
+    total = envs.num_envs
+    n = total // num_groups
     space = envs.single_action_space
-    returns = np.zeros(num_episodes, dtype=np.float64)
-    lengths = np.zeros(num_episodes, dtype=np.int64)
-    current = np.arange(n)  # episode index each sub-env is running
+    group = np.repeat(np.arange(num_groups), n)
+    returns = np.zeros((num_groups, num_episodes), dtype=np.float64)
+    lengths = np.zeros((num_groups, num_episodes), dtype=np.int64)
+    current = np.tile(np.arange(n), num_groups)  # episode index each sub-env is running
     active = current < num_episodes
-    ep_return = np.zeros(n, dtype=np.float64)
-    ep_length = np.zeros(n, dtype=np.int64)
+    ep_return = np.zeros(total, dtype=np.float64)
+    ep_length = np.zeros(total, dtype=np.int64)
 
     obs, _ = envs.reset(seed=[seed + int(k) for k in current])
     while active.any():
-        actions = _clip_actions(act_fn(obs), space, n)
+        actions = _clip_actions(act_fn(obs), space, total)
         obs, rewards, terminated, truncated, _ = envs.step(actions)
         # Envs whose quota is used up keep stepping (a vector env steps all
         # sub-envs together) but their rewards are discarded.
@@ -114,10 +124,10 @@ def _run_episodes(
         if not done.any():
             continue
         # Seed None for idle envs: their episodes are never counted.
-        reset_seeds: list[int | None] = [None] * n
+        reset_seeds: list[int | None] = [None] * total
         for i in np.flatnonzero(done & active):
             k = current[i]
-            returns[k], lengths[k] = ep_return[i], ep_length[i]
+            returns[group[i], k], lengths[group[i], k] = ep_return[i], ep_length[i]
             ep_return[i], ep_length[i] = 0.0, 0
             current[i] = k + n
             if current[i] < num_episodes:
@@ -161,20 +171,64 @@ def evaluate(
         'episode_length_mean', 'returns' (list, ordered by episode index),
         'episode_lengths' (list, same order), 'num_episodes' and 'env_id'.
     """
+    return evaluate_policies(
+        lambda obs: act_fn(obs[0])[None], env_id, num_episodes, num_policies=1, seed=seed,
+        num_envs=num_envs, ref_scores=ref_scores, max_episode_steps=max_episode_steps)[0]
+
+
+def evaluate_policies(
+    act_fn: ActFn,
+    env_id: str,
+    num_episodes: int,
+    *,
+    num_policies: int,
+    seed: int = 0,
+    num_envs: int | None = None,
+    ref_scores: tuple[float, float] | None = None,
+    max_episode_steps: int | None = None,
+) -> list[dict[str, Any]]:
+    """:func:`evaluate` for ``num_policies`` policies in ONE vector env.
+
+    Args:
+        act_fn: maps observations ``[num_policies, n, obs_dim]`` to actions
+            ``[num_policies, n, act_dim]`` (row ``p`` is policy ``p``'s), e.g.
+            a ``jax.vmap`` of one policy over stacked parameters (one call
+            per env step for all policies, not one per policy).
+        num_envs: sub-envs per policy (``n``); the vector env holds
+            ``num_policies * n``.
+        Other arguments as for :func:`evaluate`.
+
+    Returns:
+        One :func:`evaluate` result per policy; policy ``p``'s equals
+        ``evaluate`` of that policy alone (same episodes, same reset seeds).
+    """
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    if num_policies < 1:
+        raise ValueError(f"num_policies must be >= 1, got {num_policies}")
     num_envs = min(num_episodes, 10) if num_envs is None else min(num_envs, num_episodes)
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
 
-    envs = _make_vec_env(env_id, num_envs, max_episode_steps)
+    envs = _make_vec_env(env_id, num_policies * num_envs, max_episode_steps)
+    obs_shape = envs.single_observation_space.shape
+
+    def grouped(obs: np.ndarray) -> Any:
+        actions = act_fn(obs.reshape((num_policies, num_envs) + obs_shape))
+        return np.asarray(actions).reshape((num_policies * num_envs, -1))
+
     try:
-        returns, lengths = _run_episodes(envs, act_fn, num_episodes, seed)
+        returns, lengths = _run_episodes(envs, grouped, num_episodes, seed, num_policies)
     finally:
         envs.close()
 
     if ref_scores is None:
         ref_scores = lookup_ref_scores(env_id)
+    return [_summary(env_id, returns[p], lengths[p], ref_scores) for p in range(num_policies)]
+
+
+def _summary(env_id: str, returns: np.ndarray, lengths: np.ndarray,
+             ref_scores: tuple[float, float] | None) -> dict[str, Any]:
     norm_mean = norm_std = None
     if ref_scores is not None:
         scores = normalized_score(env_id, returns, ref_scores=ref_scores)
@@ -187,6 +241,6 @@ def evaluate(
         "episode_length_mean": float(np.mean(lengths)),
         "returns": [float(r) for r in returns],
         "episode_lengths": [int(n) for n in lengths],
-        "num_episodes": int(num_episodes),
+        "num_episodes": int(len(returns)),
         "env_id": env_id,
     }

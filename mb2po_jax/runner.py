@@ -10,6 +10,11 @@ from a checkpoint computes exactly what the uninterrupted run would have.
 Ctrl-C saves a checkpoint of the last finished chunk before exiting; a
 diverged chunk stops the run before it is saved, so the last checkpoint is
 the last good state.
+
+A phase of several vmapped seeds (``Phase.seeds``, :mod:`mb2po_jax.seeds`)
+is one state with a leading seed axis: its metrics carry that axis, each
+seed's are checked by the guard and logged under ``<phase>/seed_<s>/``, and
+its evaluation returns one result per seed.
 """
 
 from __future__ import annotations
@@ -106,6 +111,11 @@ class Phase:
         postfix: metric names shown on the progress bar.
         unit: progress-bar unit name.
         keep_checkpoints: checkpoints kept.
+        seeds: the seeds of a seed-stacked state (``()``: one seed, no seed
+            axis). Then ``advance``'s metrics are ``[N]`` arrays, ``evaluate``
+            returns a list of N results and ``guard`` sees one seed's metrics.
+        place: applied to the state after init or restore (e.g. sharding the
+            seed axis over devices).
     """
 
     name: str
@@ -124,6 +134,8 @@ class Phase:
     postfix: tuple[str, ...] = ()
     unit: str = "step"
     keep_checkpoints: int = 3
+    seeds: tuple[int, ...] = ()
+    place: Callable[[Any], Any] = lambda state: state
 
 
 @dataclasses.dataclass
@@ -131,7 +143,7 @@ class PhaseOutcome:
     state: Any
     steps: int
     wall_seconds: float  # this phase's, summed over every session of the run
-    final_eval: dict[str, Any]  # the evaluation at the last step
+    final_eval: Any  # the evaluation at the last step (a list, one per seed, for seeds)
 
 
 def check_finite(phase: str, metrics: dict[str, float], step: int,
@@ -177,6 +189,7 @@ def run_phase(
             logger.info("Resuming %s from step %d.", phase.name, phase.progress(state))
         else:
             state = initial_state(checkpointer) if initial_state else phase.init()
+        state = phase.place(state)
         step = phase.progress(state)
         done = lambda: step >= phase.total or phase.stopped(state)  # noqa: E731
         if done() and last_eval is not None:
@@ -192,8 +205,7 @@ def run_phase(
         wall_seconds = wall_before
         # Rows logged after the checkpoint we resume from are dropped (they are
         # logged again), so curves never hold a step twice.
-        with MetricsLogger(workdir / phase.name, resume_step=step,
-                           use_tensorboard=tensorboard) as metrics, \
+        with _loggers(workdir / phase.name, phase.seeds, step, tensorboard) as loggers, \
                 _progress(progress_bar, phase, step) as bar:
             try:
                 while not done() or last_eval is None:
@@ -204,29 +216,63 @@ def run_phase(
                         # donated to the computation).
                         state, chunk_metrics = phase.advance(state, step // phase.chunk)
                         step += phase.chunk
-                        chunk_metrics = {k: float(v) for k, v in
-                                         jax.device_get(chunk_metrics).items()}
-                        phase.guard(chunk_metrics, step)
-                        metrics.write(step, chunk_metrics, "train")
+                        per_seed = _per_seed(jax.device_get(chunk_metrics), phase.seeds)
+                        for seed, seed_metrics in zip(phase.seeds or (None,), per_seed):
+                            _guard(phase, seed_metrics, step, seed)
+                        for logger_, seed_metrics in zip(loggers, per_seed):
+                            logger_.write(step, seed_metrics, "train")
                         bar.update(phase.chunk)
-                        bar.set_postfix({k: f"{chunk_metrics[k]:.3g}" for k in phase.postfix
-                                         if k in chunk_metrics})
+                        bar.set_postfix({k: f"{np.mean([m[k] for m in per_seed]):.3g}"
+                                         for k in phase.postfix if k in per_seed[0]})
                     final = done()
                     if final:
                         state = phase.finalize(state)
                     if step % phase.eval_every == 0 or final:
                         last_eval = phase.evaluate(state)
-                        metrics.write(step, scalars(last_eval), "eval")
-                        bar.write(f"{phase.name} @ {step}: {_summary(last_eval)}")
+                        results = last_eval if phase.seeds else [last_eval]
+                        for logger_, seed, result in zip(loggers, phase.seeds or (None,), results):
+                            logger_.write(step, scalars(result), "eval")
+                            where = "" if seed is None else f" seed {seed}"
+                            bar.write(f"{phase.name}{where} @ {step}: {_summary(result)}")
                     if step % phase.checkpoint_every == 0 or final:
                         # The final save's time is the phase's: a re-run of the
                         # finished run reads back the same number.
                         wall_seconds = save(step)
-                    metrics.flush()
+                    for logger_ in loggers:
+                        logger_.flush()
             except KeyboardInterrupt:
                 save(step)
                 raise InterruptedRun(phase.name, step) from None
         return PhaseOutcome(state, step, wall_seconds, last_eval)
+
+
+def _per_seed(metrics: dict[str, Any], seeds: tuple[int, ...]) -> list[dict[str, float]]:
+    """Host metrics -> one ``{name: float}`` per seed (one dict without seeds)."""
+    if not seeds:
+        return [{k: float(v) for k, v in metrics.items()}]
+    return [{k: float(np.asarray(v)[i]) for k, v in metrics.items()} for i in range(len(seeds))]
+
+
+def _guard(phase: Phase, metrics: dict[str, float], step: int, seed: int | None) -> None:
+    try:
+        phase.guard(metrics, step)
+    except TrainingDivergedError as error:
+        if seed is None:
+            raise
+        raise TrainingDivergedError(
+            f"Seed {seed} of {list(phase.seeds)}: {error} (the seeds train as one program, "
+            f"so the run stops for all of them; rerun without this seed by changing seed/"
+            f"num_seeds in a new workdir).") from None
+
+
+@contextlib.contextmanager
+def _loggers(directory: Path, seeds: tuple[int, ...], step: int,
+             tensorboard: bool) -> Iterator[list[MetricsLogger]]:
+    """One metrics logger per seed (``<phase>/seed_<s>/``), or one in ``<phase>/``."""
+    directories = [directory / f"seed_{seed}" for seed in seeds] if seeds else [directory]
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(MetricsLogger(d, resume_step=step, use_tensorboard=tensorboard))
+               for d in directories]
 
 
 def _summary(result: dict[str, Any]) -> str:

@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 
 from mb2po_jax.envs import D4RL_REF_SCORES
-from mb2po_jax.evaluation import evaluate, normalized_score
+from mb2po_jax.evaluation import evaluate, evaluate_policies, normalized_score
 
 ENV_ID = "Hopper-v5"
 ACT_DIM = 3
+OBS_DIM = 11
 
 
 def zero_policy(obs: np.ndarray) -> np.ndarray:
@@ -129,3 +130,23 @@ def test_evaluate_max_episode_steps_and_unknown_refs() -> None:
         ref_scores=(0.0, 100.0),
     )
     assert scored["normalized_score"] == pytest.approx(scored["return_mean"])
+
+
+def test_evaluate_policies_in_one_vector_env_equals_each_alone() -> None:
+    # Three different deterministic linear policies, stacked as a vmapped
+    # policy would be: each one's episodes must be exactly its own evaluation.
+    weights = np.random.default_rng(0).normal(scale=0.3, size=(3, OBS_DIM, ACT_DIM))
+    calls = []
+
+    def stacked(obs: np.ndarray) -> np.ndarray:  # [3, n, obs] -> [3, n, act]
+        calls.append(obs.shape)
+        return np.tanh(np.einsum("pno,poa->pna", obs, weights))
+
+    together = evaluate_policies(stacked, ENV_ID, 5, num_policies=3, seed=4, num_envs=2)
+    assert len(together) == 3 and all(shape[:2] == (3, 2) for shape in calls)
+    for p, result in enumerate(together):
+        alone = evaluate(lambda obs, w=weights[p]: np.tanh(obs @ w), ENV_ID, 5, seed=4, num_envs=2)
+        assert result == alone
+    assert together[0]["returns"] != together[1]["returns"]  # the policies really differ
+    with pytest.raises(ValueError, match="num_policies"):
+        evaluate_policies(stacked, ENV_ID, 5, num_policies=0)

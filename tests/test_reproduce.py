@@ -38,7 +38,8 @@ def minari_store(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sweep")
-    records = reproduce.run_sweep(root, [TASK], SEEDS, ["awac", "mb2po"], "smoke")
+    records = reproduce.run_sweep(root, [TASK], SEEDS, ["awac", "mb2po"], "smoke",
+                                  seed_programs="each")
     assert [r["status"] for r in records] == ["done"] * 6
     return root
 
@@ -102,7 +103,7 @@ def test_rerun_skips_finished_cells_and_resumes_a_killed_one(sweep: Path, monkey
     real_run_cell = reproduce.run_cell
     monkeypatch.setattr(reproduce, "run_cell",
                         lambda cell, *args: ran.append(cell.label) or real_run_cell(cell, *args))
-    reproduce.run_sweep(sweep, [TASK], SEEDS, ["awac", "mb2po"], "smoke")
+    reproduce.run_sweep(sweep, [TASK], SEEDS, ["awac", "mb2po"], "smoke", seed_programs="each")
     assert ran == [f"{TASK} seed 1 mb2po"]
     after = json.loads((cell_dir / reproduce.CELL_FILE).read_text())
     assert after["final_returns"] == before["final_returns"]  # resumed, not retrained
@@ -127,13 +128,13 @@ def test_interrupted_sweep_continues_where_it_stopped(tmp_path: Path, monkeypatc
 
     monkeypatch.setattr(reproduce, "run_cell", interrupt_third)
     with pytest.raises(InterruptedRun):
-        reproduce.run_sweep(tmp_path, [TASK], [3, 4], ["awac", "mb2po"], "smoke", report=False)
+        reproduce.run_sweep(tmp_path, [TASK], [3, 4], ["awac", "mb2po"], "smoke", report=False, seed_programs="each")
     assert calls == [f"{TASK} seed 3 pretrain", f"{TASK} seed 3 awac", f"{TASK} seed 3 mb2po"]
     calls.clear()
     monkeypatch.setattr(reproduce, "run_cell",
                         lambda cell, *a: calls.append(cell.label) or _fake_cell(cell, *a))
     records = reproduce.run_sweep(tmp_path, [TASK], [3, 4], ["awac", "mb2po"], "smoke",
-                                  report=False)
+                                  report=False, seed_programs="each")
     assert calls == [f"{TASK} seed 3 mb2po", f"{TASK} seed 4 pretrain", f"{TASK} seed 4 awac",
                      f"{TASK} seed 4 mb2po"]
     assert [r["status"] for r in records] == ["done"] * 6
@@ -144,7 +145,7 @@ def test_diverged_pretraining_is_recorded_and_the_sweep_goes_on(tmp_path: Path, 
         raise TrainingDivergedError(f"Phase 'awac' diverged at step 10 (seed {config.seed})")
 
     monkeypatch.setattr(reproduce, "run_experiment", diverge)
-    records = reproduce.run_sweep(tmp_path, [TASK], [7, 8], ["awac", "mb2po"], "smoke")
+    records = reproduce.run_sweep(tmp_path, [TASK], [7, 8], ["awac", "mb2po"], "smoke", seed_programs="each")
     assert [(r["seed"], r["arm"], r["status"]) for r in records] == [
         (7, "pretrain", "diverged"), (7, "awac", "skipped"), (7, "mb2po", "skipped"),
         (8, "pretrain", "diverged"), (8, "awac", "skipped"), (8, "mb2po", "skipped")]
@@ -153,7 +154,7 @@ def test_diverged_pretraining_is_recorded_and_the_sweep_goes_on(tmp_path: Path, 
     assert "seed 7 diverged, seed 8 diverged" in table
     # Finished (diverged) cells are not run again.
     monkeypatch.setattr(reproduce, "run_experiment", lambda *a: pytest.fail("ran again"))
-    reproduce.run_sweep(tmp_path, [TASK], [7, 8], ["awac", "mb2po"], "smoke")
+    reproduce.run_sweep(tmp_path, [TASK], [7, 8], ["awac", "mb2po"], "smoke", seed_programs="each")
 
 
 def test_shards_split_units_and_cover_the_grid(tmp_path: Path):
@@ -278,7 +279,7 @@ def test_any_shard_leaves_busy_cells_and_missing_data_for_later(tmp_path: Path, 
     try:
         with pytest.raises(DatasetNotFoundError, match=r"walker2d-mixed: no walker2d-mixed dataset"):
             reproduce.run_sweep(tmp_path, ["hopper-mixed", "walker2d-mixed"], [0, 1], ["awac"],
-                                "cpu", shard=None)
+                                "cpu", shard=None, seed_programs="each")
     finally:
         fcntl.flock(holder, fcntl.LOCK_UN)
         holder.close()
@@ -286,8 +287,37 @@ def test_any_shard_leaves_busy_cells_and_missing_data_for_later(tmp_path: Path, 
     assert reproduce.read_cell(busy) is None  # left to its holder, arms not started
     ran.append("walker")  # the dataset was made; the same command finishes the grid
     records = reproduce.run_sweep(tmp_path, ["hopper-mixed", "walker2d-mixed"], [0, 1],
-                                  ["awac"], "cpu", shard=None)
+                                  ["awac"], "cpu", shard=None, seed_programs="each")
     assert [r["status"] for r in records] == ["done"] * 8
     assert ran[3:] == ["hopper-mixed seed 1 pretrain", "hopper-mixed seed 1 awac",
                        "walker2d-mixed seed 0 pretrain", "walker2d-mixed seed 0 awac",
                        "walker2d-mixed seed 1 pretrain", "walker2d-mixed seed 1 awac"]
+
+
+def test_seeds_as_one_vmapped_program_give_per_seed_rows(tmp_path: Path, sweep: Path):
+    # A new sweep of consecutive seeds runs them as one program per cell
+    # (seed_programs='auto' -> 'one'); the report is still per seed.
+    records = reproduce.run_sweep(tmp_path, [TASK], SEEDS, ["awac", "mb2po"], "smoke")
+    assert [r["status"] for r in records] == ["done"] * 3
+    assert json.loads((tmp_path / "sweep.json").read_text())["seed_programs"] == "one"
+    unit = tmp_path / TASK / "seeds0-1"
+    assert sorted(p.name for p in unit.iterdir()) == ["awac", "mb2po", "pretrain"]
+    rows, separate = _rows(tmp_path), _rows(sweep)
+    key = lambda r: (r["seed"], r["arm"])  # noqa: E731
+    assert sorted(map(key, rows)) == sorted(map(key, separate))
+    for row in rows:
+        assert row["status"] == "done" and row["seeds_in_program"] == "2"
+        assert row["final_score"] and row["best_periodic_score"]
+    by_key = {key(r): r for r in rows}
+    for seed in ("0", "1"):  # the fair control holds per seed
+        assert by_key[(seed, "awac")]["total_updates"] == by_key[(seed, "mb2po")]["total_updates"]
+        assert by_key[(seed, "mb2po")]["total_updates"] == {key(r): r for r in separate}[
+            (seed, "mb2po")]["total_updates"]
+    assert (tmp_path / repro_report.TABLE_FILE).is_file()
+    assert (tmp_path / f"{TASK}.png").stat().st_size > 0
+    # The layout is the sweep's: another choice is refused, not mixed in.
+    with pytest.raises(UsageError, match="seed_programs=one"):
+        reproduce.run_sweep(tmp_path, [TASK], SEEDS, ["awac"], "smoke", seed_programs="each")
+    with pytest.raises(UsageError, match="consecutive"):
+        reproduce.plan(tmp_path, [TASK], [0, 2], ["awac"], vmap_seeds=True)
+    assert reproduce.resolve_seed_programs(tmp_path / "new", "auto", [0, 2]) == "each"

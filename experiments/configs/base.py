@@ -69,6 +69,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     """Every field a run reads, with the paper's values as defaults."""
     config = ml_collections.ConfigDict()
     config.seed = 0
+    # Seeds seed .. seed + num_seeds - 1 trained side by side as one vmapped
+    # program (mb2po_jax/seeds.py), sharded over the visible devices.
+    config.num_seeds = 1
     # A paper task name ('hopper-mixed'), 'minari:<dataset id>' or
     # 'hdf5:<path to a D4RL file>'; see mb2po_jax.data.resolve_dataset.
     config.dataset = "hopper-mixed"
