@@ -41,6 +41,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--num-seeds", type=int, default=4)
+    p.add_argument("--batching", default="vmap", choices=["vmap", "map"],
+                   help="seed_batching: jax.vmap, or lax.map over the seeds")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--steps-per-call", type=int, default=20, help="K: updates per call")
     p.add_argument("--repeats", type=int, default=5, help="timed calls of each, alternating")
@@ -63,7 +65,7 @@ def main(args) -> dict:
     data = synthetic_dataset(jax.random.PRNGKey(0), args.dataset_size, args.obs_dim,
                              args.act_dim)
     one = awac.make_train_steps(agent.update, args.batch_size, args.steps_per_call)
-    many = seeds.over_seeds(one, (0, None, 0))
+    many = seeds.over_seeds(one, (0, None, 0), batching=args.batching)
     keys = seeds.stream_keys(range(n), 0)
     state_one = agent.init(keys[0])
     state_many = seeds.over_seeds(agent.init, (0,))(keys)
@@ -95,6 +97,7 @@ def main(args) -> dict:
         "devices": len(jax.devices()),
         "jax": jax.__version__,
         "num_seeds": n,
+        "batching": args.batching,
         "batch_size": args.batch_size,
         "steps_per_call": k,
         "compile_s": {name: round(v, 2) for name, v in compile_s.items()},

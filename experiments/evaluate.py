@@ -59,7 +59,7 @@ def evaluate_checkpoint(
         meta = checkpointer.restore_meta(step)
         config = ml_collections.ConfigDict(meta["config"])
         if "num_seeds" not in config:  # a workdir from before vmapped seeds
-            config.num_seeds = 1
+            config.num_seeds, config.seed_batching = 1, "auto"
         dataset = meta["dataset"]
         obs_dim, act_dim = dataset["obs_dim"], dataset["act_dim"]
         agent = policy_agent(config, phase, obs_dim, act_dim)
@@ -110,7 +110,7 @@ def main(argv: list[str]) -> None:
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    score = result["normalized_score"]
+    score = result.get("normalized_score")
     if "per_seed" in result:
         for one in result["per_seed"]:
             print(f"seed {one['seed']}: return {one['return_mean']:.1f} ± "

@@ -36,7 +36,7 @@ from mb2po_jax.evaluation import evaluate, evaluate_policies
 from mb2po_jax.envs import get_termination_fn
 
 from experiments.common import PreparedData
-from mb2po_jax.runner import Phase, TrainingDivergedError, check_finite
+from mb2po_jax.runner import ACTIVE, Phase, TrainingDivergedError, check_finite
 
 AWAC, DYNAMICS, MB2PO, MOPO = "awac", "dynamics", "mb2po", "mopo"
 ALGORITHMS = (MB2PO, MOPO)
@@ -62,8 +62,12 @@ def _fold(config: ml_collections.ConfigDict, key: jax.Array, data: int) -> jax.A
 
 def _per_seed(config: ml_collections.ConfigDict, fn, in_axes, donate_argnums=()):
     """``fn`` itself for one seed; vmapped over the seed axis (``in_axes``,
-    ``None`` for shared arguments) as one jitted program for several."""
-    return seeds.over_seeds(fn, in_axes, donate_argnums) if config.num_seeds > 1 else fn
+    ``None`` for shared arguments) as one jitted program for several, its
+    outputs split over the devices."""
+    if config.num_seeds == 1:
+        return fn
+    return seeds.over_seeds(fn, in_axes, donate_argnums, mesh=_mesh(config.num_seeds),
+                            batching=config.seed_batching)
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,6 +79,16 @@ def _place(config: ml_collections.ConfigDict):
     """Shards a seed-stacked state over the devices (identity for one seed)."""
     mesh = _mesh(config.num_seeds)
     return lambda state: seeds.shard(state, mesh)
+
+
+def _abstract(config: ml_collections.ConfigDict, init):
+    """The state's abstract structure, with the seed axis's sharding."""
+    return lambda: seeds.sharded_abstract(jax.eval_shape(init), _mesh(config.num_seeds))
+
+
+def shared(config: ml_collections.ConfigDict, tree):
+    """Data every seed reads (the dataset), replicated over the seeds' devices."""
+    return seeds.replicate(tree, _mesh(config.num_seeds))
 
 
 def _progress(state) -> int:
@@ -169,7 +183,7 @@ def awac_phase(config: ml_collections.ConfigDict, data: PreparedData, dataset: T
         eval_every=config.train.eval_every,
         checkpoint_every=config.train.checkpoint_every,
         init=init,
-        abstract=lambda: jax.eval_shape(init),
+        abstract=_abstract(config, init),
         progress=_progress,
         advance=_scanned(config, train_steps, dataset, train_key),
         evaluate=lambda state: evaluate_policy(act, state.policy_params, data.env_id,
@@ -194,9 +208,10 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
     model = build_dynamics(config, data.info.obs_dim, data.info.act_dim)
     # Each seed holds out its own rows (as its single-seed run would): with
     # a seed axis, train and holdout are [N, rows, ...].
-    split = lambda key: dynamics.split_holdout(  # noqa: E731
-        dynamics.make_dynamics_data(dataset), key, cfg.holdout_fraction, cfg.max_holdout)
-    train, holdout = _per_seed(config, split, (0,))(_key(config, _DYN_SPLIT))
+    split = lambda data, key: dynamics.split_holdout(  # noqa: E731
+        data, key, cfg.holdout_fraction, cfg.max_holdout)
+    train, holdout = _per_seed(config, split, (None, 0))(dynamics.make_dynamics_data(dataset),
+                                                         _key(config, _DYN_SPLIT))
     train_steps = dynamics.make_train_steps(model.update, cfg.num_members, cfg.batch_size,
                                             config.train.steps_per_chunk)
     train_key = _key(config, _DYN_TRAIN)
@@ -204,15 +219,17 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
 
     def advance_one(state: dynamics.DynamicsState, train, holdout, key: jax.Array):
         new, metrics = train_steps(state, train, key)
-        # Held-out error after every chunk (an instrument: is the model still
-        # improving?) and, with early stopping, MOPO's snapshot bookkeeping.
-        val = model.validate(new, holdout)
         if cfg.early_stopping:
+            # MOPO's snapshot bookkeeping. A seed that has stopped keeps its
+            # state while the others train on (one program): alone, its run
+            # would have ended. Its chunk is marked inactive, so the runner
+            # neither logs nor guards the discarded training.
             new = model.track_best(new, holdout)
-            # A seed that has stopped keeps its state while the others train
-            # on (one program); alone its run would have ended here.
             frozen = state.stale_checks >= cfg.patience
             new = jax.tree.map(lambda old, now: jnp.where(frozen, old, now), state, new)
+            metrics = {**metrics, ACTIVE: 1.0 - frozen.astype(jnp.float32)}
+        # Held-out error after every chunk: is the model still improving?
+        val = model.validate(new, holdout)
         return new, {**metrics, "val_mse_mean": jnp.mean(val["val_mse"]),
                      "val_nll_mean": jnp.mean(val["val_nll"])}
 
@@ -253,7 +270,7 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
         eval_every=config.train.eval_every,
         checkpoint_every=config.train.checkpoint_every,
         init=init,
-        abstract=lambda: jax.eval_shape(init),
+        abstract=_abstract(config, init),
         progress=_progress,
         advance=advance,
         evaluate=evaluate_model,
@@ -342,7 +359,7 @@ def fine_tuning_phase(
         eval_every=cfg.eval_every,
         checkpoint_every=cfg.checkpoint_every,
         init=init,
-        abstract=lambda: jax.eval_shape(init),
+        abstract=_abstract(config, init),
         progress=lambda state: int(np.max(np.asarray(state.iteration))),
         advance=lambda state, c: step(state.agent, state.buffer, state.iteration,
                                       dynamics_state, dataset, _fold(config, key, c), reference),

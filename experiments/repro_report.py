@@ -54,9 +54,8 @@ PAPER_TABLE_1 = {
 COLUMNS = (
     "task", "seed", "arm", "status", "final_score", "final_score_std", "final_episodes",
     "best_periodic_score", "best_periodic_updates", "periodic_episodes", "pretrain_updates",
-    "finetune_updates", "total_updates", "batch_size", "wall_seconds", "seeds_in_program",
-    "dataset", "dataset_fingerprint",
-    "num_transitions", "commit", "message",
+    "finetune_updates", "total_updates", "batch_size", "wall_seconds", "dataset", "dataset_fingerprint",
+    "num_transitions", "commit", "message", "seeds_in_program",
 )
 
 

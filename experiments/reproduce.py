@@ -164,6 +164,9 @@ def parse_overrides(items: list[str], base: ml_collections.ConfigDict) -> dict[s
         field, sep, text = item.partition("=")
         if not sep or not field:
             raise UsageError(f"--set={item!r}: expected FIELD=VALUE, e.g. --set=awac.num_steps=1000.")
+        if field in ("seed", "num_seeds"):
+            raise UsageError(f"--set={item!r}: the harness sets each cell's seeds itself; choose "
+                             f"them with --seeds (and --seed_programs).")
         _check_override(base, field)
         try:
             value = ast.literal_eval(text)
@@ -411,7 +414,10 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
             pretrain = read_cell(cell.workdir.parent / PRETRAIN)
             if cell.arm != PRETRAIN and pretrain and pretrain["status"] != "done":
                 record = {"task": cell.task, "seed": cell.seed, "arm": cell.arm,
-                          "status": "skipped", "message": "pretraining diverged"}
+                          "status": "skipped", "message": "pretraining diverged",
+                          "seeds_in_program": cell.num_seeds}
+                if cell.num_seeds > 1:
+                    record["per_seed"] = [{"seed": seed} for seed in cell.seeds]
                 cell.workdir.mkdir(parents=True, exist_ok=True)
                 _write_cell(cell.workdir, record)
             elif cell.arm != PRETRAIN and pretrain is None:

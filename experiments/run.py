@@ -40,6 +40,7 @@ from mb2po_jax.envs import get_termination_fn
 from mb2po_jax.metrics_logger import plot_learning_curve, read_series
 from mb2po_jax.model.dynamics import DynamicsConfig
 from mb2po_jax.model.penalties import PENALTIES
+from mb2po_jax import seeds
 from mb2po_jax.transitions import to_device
 
 from experiments import phases
@@ -69,6 +70,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"Config field(s) {unknown} are not read by anything (a typo, or a setting "
             f"from another version); every field a run reads is in "
             f"experiments/configs/base.py. Remove or rename them.")
+    if config.seed_batching not in seeds.BATCHINGS:
+        raise _fail("seed_batching", config.seed_batching, f"valid: {list(seeds.BATCHINGS)}.")
     if config.algorithm not in phases.ALGORITHMS:
         raise _fail("algorithm", config.algorithm, f"valid: {list(phases.ALGORITHMS)}.")
     for section, cls in (("awac", AWACConfig), ("dynamics", DynamicsConfig),
@@ -157,7 +160,11 @@ def _seed_outcome(outcome, index: int | None):
     """One seed's view of a phase outcome (the outcome itself without seeds)."""
     if index is None:
         return outcome
-    return dataclasses.replace(outcome, final_eval=outcome.final_eval[index])
+    # Its own count (a seed whose dynamics stopped early has fewer steps).
+    counter = getattr(outcome.state, "iteration", None)
+    counter = outcome.state.step if counter is None else counter
+    return dataclasses.replace(outcome, final_eval=outcome.final_eval[index],
+                               steps=int(np.asarray(counter)[index]))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path, *,
@@ -239,7 +246,8 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
     meta = {"config": config_json, "dataset": data.info.to_dict(), "env_id": data.env_id}
     common = dict(meta=meta, progress_bar=config.train.progress_bar,
                   tensorboard=config.train.tensorboard)
-    dataset = to_device(data.transitions)
+    # One copy on device, replicated over the devices the seeds are split on.
+    dataset = phases.shared(config, to_device(data.transitions))
 
     def initial(source: str | None, phase):
         return phases.restore_from_workdir(source, phase, data) if source else None
@@ -264,15 +272,15 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
             outcomes[phases.MB2PO] = run_phase(mb_phase, workdir, **common)
 
     last = phases.MOPO if mopo else phases.MB2PO if fine_tune else phases.AWAC
-    seeds = phases.seeds_of(config)
-    if not seeds:
+    run_seeds = phases.seeds_of(config)
+    if not run_seeds:
         results = _results(config, data, outcomes, last, config.seed)
     else:
         # Per seed, what its own single-seed run would report; on top, the
         # mean and the spread over seeds of every score.
         per_seed = [_results(config, data, {name: _seed_outcome(outcome, i)
                                             for name, outcome in outcomes.items()}, last, seed)
-                    for i, seed in enumerate(seeds)]
+                    for i, seed in enumerate(run_seeds)]
         results = {key: value for key, value in per_seed[0].items()
                    if key not in _SEED_SPECIFIC}
         for key in _SCORES:
@@ -281,7 +289,7 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
                 results[key] = float(np.mean(values))
                 results[f"{key}_over_seeds_std"] = float(np.std(values))
                 results[f"{key}_per_seed"] = values
-        results.update(seeds=list(seeds), num_seeds=len(seeds), per_seed=per_seed)
+        results.update(seeds=list(run_seeds), num_seeds=len(run_seeds), per_seed=per_seed)
     (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     _plot(workdir, config, last)
     return results
@@ -329,8 +337,7 @@ def _plot(workdir: Path, config: ml_collections.ConfigDict, last: str) -> None:
     continuing the axis (one iteration = mb2po.updates_per_iteration steps);
     or MOPO's alone. With several seeds, one line per seed and phase (the
     first seed's AWAC line solid)."""
-    seeds = phases.seeds_of(config)
-    where = [(f"seed_{s}", f"seed {s} ") for s in seeds] or [("", "")]
+    where = [(f"seed_{s}", f"seed {s} ") for s in phases.seeds_of(config)] or [("", "")]
     out = workdir / "learning_curve.png"
     if last == phases.MOPO:
         per = config.mopo.updates_per_iteration

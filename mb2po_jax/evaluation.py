@@ -172,7 +172,7 @@ def evaluate(
         'episode_lengths' (list, same order), 'num_episodes' and 'env_id'.
     """
     return evaluate_policies(
-        lambda obs: act_fn(obs[0])[None], env_id, num_episodes, num_policies=1, seed=seed,
+        lambda obs: np.asarray(act_fn(obs[0]))[None], env_id, num_episodes, num_policies=1, seed=seed,
         num_envs=num_envs, ref_scores=ref_scores, max_episode_steps=max_episode_steps)[0]
 
 

@@ -38,6 +38,12 @@ from mb2po_jax.metrics_logger import MetricsLogger
 logger = logging.getLogger(__name__)
 
 
+# A chunk metric a seed-stacked phase may add: 0 for a seed that no longer
+# trains (e.g. stopped early while the others go on); its chunk is neither
+# logged nor guarded.
+ACTIVE = "active"
+
+
 class TrainingDivergedError(RuntimeError):
     """Training statistics went non-finite or ran away; the last good checkpoint is kept."""
 
@@ -217,10 +223,13 @@ def run_phase(
                         state, chunk_metrics = phase.advance(state, step // phase.chunk)
                         step += phase.chunk
                         per_seed = _per_seed(jax.device_get(chunk_metrics), phase.seeds)
-                        for seed, seed_metrics in zip(phase.seeds or (None,), per_seed):
-                            _guard(phase, seed_metrics, step, seed)
-                        for logger_, seed_metrics in zip(loggers, per_seed):
-                            logger_.write(step, seed_metrics, "train")
+                        active = [m.pop(ACTIVE, 1.0) > 0 for m in per_seed]
+                        for seed, seed_metrics, on in zip(phase.seeds or (None,), per_seed, active):
+                            if on:
+                                _guard(phase, seed_metrics, step, seed)
+                        for logger_, seed_metrics, on in zip(loggers, per_seed, active):
+                            if on:
+                                logger_.write(step, seed_metrics, "train")
                         bar.update(phase.chunk)
                         bar.set_postfix({k: f"{np.mean([m[k] for m in per_seed]):.3g}"
                                          for k in phase.postfix if k in per_seed[0]})

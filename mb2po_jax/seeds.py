@@ -2,12 +2,14 @@
 
 A run with ``num_seeds = N`` trains seeds ``seed, seed + 1, ..., seed + N - 1``
 as ONE jitted program: every train state gains a leading axis of length N and
-each update is ``jax.vmap``-ped over it, while the dataset is shared (one copy
-on device, one compilation, one launch). Seed ``s`` draws exactly the keys a
-single-seed run with seed ``s`` draws, so its numbers are that run's up to
-float32 rounding: XLA sums a batched matmul in another order than the
-unbatched one, so the two agree to about 1e-6 relative after a few updates
-and, like any two float orderings, drift apart over a long run.
+each update runs over it, ``jax.vmap``-ped (every op over all seeds) or
+``lax.map``-ped (the seeds one after another inside the program; faster on
+one CPU device, see :func:`resolve_batching`), while the dataset is shared
+(one copy on device, one compilation, one launch). Seed ``s`` draws exactly
+the keys a single-seed run with seed ``s`` draws, so its numbers are that
+run's up to float32 rounding: XLA orders or fuses the sums of the batched
+program differently, so the two agree to about 1e-6 relative after a few
+updates and, like any two float orderings, drift apart over a long run.
 
 Where several devices are visible, the seed axis is sharded over them with
 ``jax.sharding`` (a 1-D :class:`~jax.sharding.Mesh` named ``seed`` and a
@@ -48,11 +50,49 @@ def fold_in(keys: jax.Array, data: int | jax.Array) -> jax.Array:
     return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, data)
 
 
+BATCHINGS = ("auto", "vmap", "map")
+
+
+def resolve_batching(batching: str, mesh: Mesh | None = None) -> str:
+    """'vmap' or 'map' for ``batching``; 'auto' is 'map' on one CPU device
+    (XLA:CPU's batched matmuls run slower than the same matmuls one seed at
+    a time: docs/benchmarks.md) and 'vmap' everywhere else."""
+    if batching not in BATCHINGS:
+        raise ValueError(f"seed_batching={batching!r}: valid: {list(BATCHINGS)}.")
+    if batching != "auto":
+        return batching
+    return "map" if mesh is None and jax.default_backend() == "cpu" else "vmap"
+
+
 def over_seeds(fn: Callable[..., Any], in_axes: Sequence[int | None],
-               donate_argnums: tuple[int, ...] = ()) -> Callable[..., Any]:
-    """``fn`` vmapped over the seed axis of the arguments ``in_axes`` marks 0
-    (``None``: shared by every seed, e.g. the dataset), jitted as one program."""
-    return jax.jit(jax.vmap(fn, in_axes=tuple(in_axes)), donate_argnums=donate_argnums)
+               donate_argnums: tuple[int, ...] = (), mesh: Mesh | None = None,
+               batching: str = "vmap") -> Callable[..., Any]:
+    """``fn`` over the seed axis of the arguments ``in_axes`` marks 0
+    (``None``: shared by every seed, e.g. the dataset), jitted as one program.
+
+    ``batching``: 'vmap' (``jax.vmap``: every seed in each op, the
+    accelerators' way) or 'map' (``lax.map`` over the seed axis: the seeds one
+    after another inside the one program, with a single seed's matmul
+    shapes; equal to single-seed runs to rounding, as XLA fuses a loop body
+    its own way); see :func:`resolve_batching`.
+    With a ``mesh``, every output (all seed-stacked) is created split over it,
+    so a state is never built whole on one device first."""
+    in_axes = tuple(in_axes)
+    if resolve_batching(batching, mesh) == "vmap":
+        batched = jax.vmap(fn, in_axes=in_axes)
+    else:
+        def batched(*args):
+            shared = [None if axis == 0 else arg for arg, axis in zip(args, in_axes)]
+            stacked = tuple(arg for arg, axis in zip(args, in_axes) if axis == 0)
+
+            def one(per_seed):
+                it = iter(per_seed)
+                return fn(*[next(it) if axis == 0 else arg
+                            for arg, axis in zip(shared, in_axes)])
+
+            return jax.lax.map(one, stacked)
+    out_shardings = None if mesh is None else NamedSharding(mesh, PartitionSpec(SEED_AXIS))
+    return jax.jit(batched, donate_argnums=donate_argnums, out_shardings=out_shardings)
 
 
 def take(tree: Any, index: int) -> Any:
@@ -73,6 +113,24 @@ def seed_mesh(num_seeds: int, devices: Sequence[jax.Device] | None = None) -> Me
     if used == 1:
         return None
     return Mesh(np.array(devices[:used]), (SEED_AXIS,))
+
+
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+    """Places a pytree every seed shares (the dataset) whole on every device
+    of ``mesh`` (unchanged where ``mesh`` is None)."""
+    if mesh is None:
+        return tree
+    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+
+
+def sharded_abstract(abstract: Any, mesh: Mesh | None) -> Any:
+    """An abstract seed-stacked state (``jax.eval_shape``) carrying the seed
+    axis's sharding, so a checkpoint restores straight into it."""
+    if mesh is None:
+        return abstract
+    sharding = NamedSharding(mesh, PartitionSpec(SEED_AXIS))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        abstract)
 
 
 def shard(tree: Any, mesh: Mesh | None) -> Any:

@@ -26,9 +26,10 @@ from mb2po_jax.checkpoint import Checkpointer
 from tests.test_run import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
-# The vmapped program sums its matmuls in another order than the unbatched
-# one (float32), so the seeds agree with their own runs to rounding, not bit
-# for bit. A wrong key or a seed mixed up with another differs by O(0.1).
+# One program over the seeds (vmap sums batched matmuls in another order;
+# lax.map fuses its loop body its own way) agrees with the single-seed runs
+# to float32 rounding, not bit for bit. A wrong key or a seed mixed up with
+# another differs by O(0.1).
 RTOL, ATOL = 1e-3, 1e-4
 
 
@@ -147,9 +148,12 @@ def test_seeds_resume_exactly(runs: dict[str, Path], tmp_path: Path,
         assert (tmp_path / path).read_text() == (runs["both"] / path).read_text()
 
 
-def test_num_seeds_must_be_positive() -> None:
-    config = seeds_config(0)
+def test_num_seeds_and_batching_are_checked() -> None:
     with pytest.raises(UsageError, match="num_seeds"):
+        validate_config(seeds_config(0))
+    config = seeds_config()
+    config.seed_batching = "pmap"
+    with pytest.raises(UsageError, match="seed_batching='pmap'"):
         validate_config(config)
 
 
@@ -199,3 +203,38 @@ def test_seed_axis_sharded_over_two_devices(runs: dict[str, Path], tmp_path: Pat
     straight = json.loads((runs["both"] / "results.json").read_text())
     np.testing.assert_allclose(scores, [r["awac_normalized_score"] for r in straight["per_seed"]],
                                rtol=1e-2)
+
+
+def test_early_stopped_seed_is_frozen_as_its_own_run_would_stop(tmp_path: Path) -> None:
+    """With MOPO's early stopping the seeds stop at different chunks: a seed
+    that has stopped keeps its state (and logs nothing more) while the others
+    train on, so each ends where its own run ends."""
+    from experiments import common
+
+    def config_of(num_seeds: int, seed: int = 0):
+        config = seeds_config(num_seeds, seed)
+        config.dynamics.early_stopping, config.dynamics.patience = True, 2
+        config.dynamics.improvement_threshold = 0.05  # seed 1 stops at 145, seed 0 runs on
+        config.dynamics.num_steps = 200  # 40 chunks: room to stop early
+        config.seed_batching = "vmap"  # the accelerators' way, here on CPU
+        config.train.eval_every = config.train.checkpoint_every = 200
+        return config
+
+    def train(config, name: str):
+        data = common.prepare_dataset(config)
+        phase = phases.dynamics_phase(config, data, data.transitions)
+        return runner.run_phase(phase, tmp_path / name, meta={}, progress_bar=False,
+                                tensorboard=False)
+
+    both = train(config_of(2), "both")
+    stopped_at = []
+    for index in (0, 1):
+        alone = train(config_of(1, index), f"seed{index}")
+        stopped_at.append(alone.steps)
+        assert int(np.asarray(both.state.step)[index]) == alone.steps
+        _assert_close(both.state.params, index, alone.state.params)
+        np.testing.assert_array_equal(np.asarray(both.state.elites)[index], alone.state.elites)
+        rows = _rows(tmp_path / "both" / "dynamics" / f"seed_{index}" / "metrics_train.csv")
+        assert rows[-1]["step"] == alone.steps and "active" not in rows[-1]
+    # One seed stopped while the other trained on: the freeze was exercised.
+    assert stopped_at[0] != stopped_at[1] and min(stopped_at) < 200, stopped_at

@@ -72,6 +72,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Seeds seed .. seed + num_seeds - 1 trained side by side as one vmapped
     # program (mb2po_jax/seeds.py), sharded over the visible devices.
     config.num_seeds = 1
+    # How the seeds share the program: 'vmap' (each op over every seed),
+    # 'map' (lax.map: seeds one after another inside it, a single seed's
+    # matmul shapes), 'auto' ('map' on one CPU device, where it is faster,
+    # 'vmap' on accelerators and several devices).
+    config.seed_batching = "auto"
     # A paper task name ('hopper-mixed'), 'minari:<dataset id>' or
     # 'hdf5:<path to a D4RL file>'; see mb2po_jax.data.resolve_dataset.
     config.dataset = "hopper-mixed"
