@@ -60,6 +60,8 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, nargs="+", default=[256, 256, 256, 256])
     p.add_argument("--quantiles", type=int, default=100)
     p.add_argument("--advantage-samples", type=int, default=10)
+    p.add_argument("--advantage-samples-per-call", type=int, default=1,
+                   help="awac.advantage_samples_per_call: baseline samples per critic call")
     p.add_argument("--critics", type=int, default=2)
     p.add_argument("--components", type=int, default=5, help="GMM components")
     p.add_argument("--loss-chunk-size", type=int, default=None,
@@ -319,6 +321,7 @@ def main(args) -> dict:
         num_critics=args.critics,
         num_quantiles=args.quantiles,
         num_advantage_samples=args.advantage_samples,
+        advantage_samples_per_call=args.advantage_samples_per_call,
         num_components=args.components,
         **overrides,
     )
@@ -450,6 +453,7 @@ def main(args) -> dict:
         "critics": cfg.num_critics,
         "quantiles": cfg.num_quantiles,
         "advantage_samples": cfg.num_advantage_samples,
+        "advantage_samples_per_call": cfg.advantage_samples_per_call,
         "gmm_components": cfg.num_components,
         "loss_chunk_size": cfg.loss_chunk_size,
         "obs_dim": args.obs_dim,

@@ -5,7 +5,12 @@
 # cores. Resumable like any sweep: run it again to continue.
 #
 #   bash benchmarks/repro_gpu.sh WORKDIR SHARDS [harness flags...]
-#   e.g. bash benchmarks/repro_gpu.sh runs/repro-gpu 6 --tasks=hopper-mixed --seeds=0,1,2 --scale=cpu
+#   e.g. bash benchmarks/repro_gpu.sh runs/repro-gpu 3 --tasks=hopper-mixed,walker2d-mixed,halfcheetah-mixed --seeds=0,1,2 --scale=cpu
+#
+# Shards split units: a new sweep of consecutive seeds runs each task's seeds
+# as one vmapped program (--seed_programs=one), so a unit is a task and more
+# shards than tasks would idle; --seed_programs=each makes a unit per task
+# and seed (e.g. 6 shards for 2 tasks x 3 seeds).
 #
 # Datasets: the harness reads the Minari store in $MINARI_DATASETS_PATH
 # (default: runs/minari, so a copy of the local store carried with the

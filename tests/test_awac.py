@@ -465,7 +465,7 @@ def test_critic_loss_gradient_and_step_match_reference():
             _assert_trees_close(new_state.critic_params, expected, rtol=0, atol=1e-3 * cfg.critic_lr)
 
 
-@pytest.mark.parametrize("case", ["plain", "clipping", "bc"])
+@pytest.mark.parametrize("case", ["plain", "clipping", "bc", "grouped"])
 def test_policy_loss_gradient_and_step_match_reference(case):
     """Rebuilds the policy half of an update: the baseline samples K actions
     from the PRE-update policy with the second half of split(key), the critic
@@ -478,8 +478,11 @@ def test_policy_loss_gradient_and_step_match_reference(case):
     bc: alpha = 1e9 makes every weight exactly 1, so the policy step is
         behaviour cloning: the loss is -mean log pi(a|s) and the step is
         Adam's on the BC gradient.
+    grouped: the baseline's critic calls take 2 samples each
+        (advantage_samples_per_call, a speed knob): the same baseline.
     """
-    agent, update = _agent(alpha=1e9) if case == "bc" else _agent()
+    overrides = {"bc": {"alpha": 1e9}, "grouped": {"advantage_samples_per_call": 2}}
+    agent, update = _agent(**overrides.get(case, {}))
     cfg = agent.config
     alpha = cfg.alpha
     state0 = agent.init(jax.random.PRNGKey(20))
@@ -522,7 +525,7 @@ def test_policy_loss_gradient_and_step_match_reference(case):
     q_other = _q_min_ref(_apply(agent.critic, state0.critic_params, obs_k, other))
     assert abs(np.mean(q_data - np.mean(q_other, axis=0)) - np.mean(advantages)) > 1e-3
 
-    if case == "plain":
+    if case in ("plain", "grouped"):
         assert float(metrics["weight_clip_fraction"]) == 0.0
         assert np.std(weights) > 1e-3  # weights are not trivially constant
     elif case == "clipping":
@@ -726,6 +729,9 @@ def test_awac_config_validates_target_selection_and_reads_new_fields():
     # num_steps is a run field the launcher reads; anything else is a typo.
     with pytest.raises(ValueError, match=r"awac: unknown key\(s\) \['log_std_mx'\].*log_std_max"):
         AWACConfig.from_dict({"log_std_mx": 0.0})
+    with pytest.raises(ValueError, match=r"advantage_samples_per_call=3: .*divide.*=10"):
+        AWACConfig(advantage_samples_per_call=3)
+    assert AWACConfig(advantage_samples_per_call=5).advantage_samples_per_call == 5
 
 
 def test_log_std_max_reaches_the_policy():
