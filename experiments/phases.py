@@ -45,7 +45,7 @@ _AWAC_INIT, _AWAC_TRAIN, _DYN_SPLIT, _DYN_INIT, _DYN_TRAIN, _MB2PO, _MOPO_INIT, 
 
 
 def seeds_of(config: ml_collections.ConfigDict) -> tuple[int, ...]:
-    """The seeds of a vmapped run; ``()`` for one seed (no seed axis)."""
+    """The seeds of a multi-seed run; ``()`` for one seed (no seed axis)."""
     return seeds.seed_list(config.seed, config.num_seeds) if config.num_seeds > 1 else ()
 
 
@@ -61,9 +61,10 @@ def _fold(config: ml_collections.ConfigDict, key: jax.Array, data: int) -> jax.A
 
 
 def _per_seed(config: ml_collections.ConfigDict, fn, in_axes, donate_argnums=()):
-    """``fn`` itself for one seed; vmapped over the seed axis (``in_axes``,
-    ``None`` for shared arguments) as one jitted program for several, its
-    outputs split over the devices."""
+    """``fn`` itself for one seed; for several, one jitted program over the
+    seed axis (``in_axes``, ``None`` for shared arguments; vmapped or
+    lax.mapped as ``config.seed_batching`` says), its outputs split over the
+    devices."""
     if config.num_seeds == 1:
         return fn
     return seeds.over_seeds(fn, in_axes, donate_argnums, mesh=_mesh(config.num_seeds),
