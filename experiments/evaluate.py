@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 from absl import app, flags
 
+from mb2po_jax import seeds
 from mb2po_jax.checkpoint import Checkpointer
 
 from experiments.common import UsageError, setup_logging
@@ -86,13 +87,9 @@ def evaluate_checkpoint(
     # Every seed of a vmapped run, all in one vector env.
     per_seed = [{"seed": seed, "updates": int(updates), **one} for seed, updates, one in
                 zip(seeds_of(config), np.asarray(agent_state.step), result)]
-    summary = {"env_id": meta["env_id"], "num_episodes": config.eval.num_episodes}
-    for key in ("normalized_score", "return_mean"):
-        values = [one[key] for one in per_seed]
-        if None not in values:
-            summary[key], summary[f"{key}_over_seeds_std"] = float(np.mean(values)), float(
-                np.std(values))
-    return {**head, **summary, "seeds": list(seeds_of(config)), "per_seed": per_seed}
+    return {**head, "env_id": meta["env_id"], "num_episodes": config.eval.num_episodes,
+            **seeds.summarize(per_seed, ("normalized_score", "return_mean")),
+            "seeds": list(seeds_of(config)), "per_seed": per_seed}
 
 
 def main(argv: list[str]) -> None:

@@ -20,10 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import functools
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -76,12 +76,6 @@ def _mesh(num_seeds: int):
     return seeds.seed_mesh(num_seeds) if num_seeds > 1 else None
 
 
-def _place(config: ml_collections.ConfigDict):
-    """Shards a seed-stacked state over the devices (identity for one seed)."""
-    mesh = _mesh(config.num_seeds)
-    return lambda state: seeds.shard(state, mesh)
-
-
 def _abstract(config: ml_collections.ConfigDict, init):
     """The state's abstract structure, with the seed axis's sharding."""
     return lambda: seeds.sharded_abstract(jax.eval_shape(init), _mesh(config.num_seeds))
@@ -92,10 +86,16 @@ def shared(config: ml_collections.ConfigDict, tree):
     return seeds.replicate(tree, _mesh(config.num_seeds))
 
 
+def counts(state) -> np.ndarray:
+    """A phase state's progress count: a fine-tuning state's iterations, else
+    its steps (``[N]`` with a seed axis)."""
+    return np.asarray(state.iteration if isinstance(state, mb2po.MB2POState) else state.step)
+
+
 def _progress(state) -> int:
     # With a seed axis, the seeds still training (early stopping freezes the
     # others) are all at the largest count.
-    return int(np.max(np.asarray(state.step)))
+    return int(np.max(counts(state)))
 
 
 def build_agent(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int,
@@ -115,20 +115,13 @@ def evaluate_policy(act, policy_params: Any, env_id: str, eval_config,
     With ``num_seeds > 1``, ``policy_params`` are seed-stacked, ``act`` is
     :func:`policy_act`'s vmapped one, and the result is one dict per seed
     (all seeds' envs in one vector env)."""
+    policy = lambda obs: np.asarray(act(policy_params, obs))  # noqa: E731
+    options = dict(seed=eval_config.seed, num_envs=eval_config.num_envs, ref_scores=ref_scores,
+                   max_episode_steps=eval_config.max_episode_steps)
     if num_seeds > 1:
-        return evaluate_policies(
-            lambda obs: np.asarray(act(policy_params, obs)), env_id, eval_config.num_episodes,
-            num_policies=num_seeds, seed=eval_config.seed, num_envs=eval_config.num_envs,
-            ref_scores=ref_scores, max_episode_steps=eval_config.max_episode_steps)
-    return evaluate(
-        lambda obs: np.asarray(act(policy_params, obs)),
-        env_id,
-        eval_config.num_episodes,
-        seed=eval_config.seed,
-        num_envs=eval_config.num_envs,
-        ref_scores=ref_scores,
-        max_episode_steps=eval_config.max_episode_steps,
-    )
+        return evaluate_policies(policy, env_id, eval_config.num_episodes,
+                                 num_policies=num_seeds, **options)
+    return evaluate(policy, env_id, eval_config.num_episodes, **options)
 
 
 def policy_act(agent, num_seeds: int = 1):
@@ -193,7 +186,6 @@ def awac_phase(config: ml_collections.ConfigDict, data: PreparedData, dataset: T
         postfix=("critic_loss", "q_data_mean"),
         keep_checkpoints=config.train.keep_checkpoints,
         seeds=seeds_of(config),
-        place=_place(config),
     )
 
 
@@ -281,7 +273,6 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
         postfix=("dynamics_loss", "train_mse"),
         keep_checkpoints=config.train.keep_checkpoints,
         seeds=seeds_of(config),
-        place=_place(config),
     )
 
 
@@ -361,7 +352,7 @@ def fine_tuning_phase(
         checkpoint_every=cfg.checkpoint_every,
         init=init,
         abstract=_abstract(config, init),
-        progress=lambda state: int(np.max(np.asarray(state.iteration))),
+        progress=_progress,
         advance=lambda state, c: step(state.agent, state.buffer, state.iteration,
                                       dynamics_state, dataset, _fold(config, key, c), reference),
         evaluate=lambda state: evaluate_policy(act, agent.policy_params(state.agent),
@@ -373,7 +364,6 @@ def fine_tuning_phase(
         unit="iter",
         keep_checkpoints=cfg.keep_checkpoints,
         seeds=seeds_of(config),
-        place=_place(config),
     )
 
 

@@ -72,6 +72,7 @@ from mb2po_jax.data import (DatasetError, DatasetNotFoundError, parse_task_name,
                             resolve_dataset)
 from mb2po_jax.envs import ENV_IDS
 from mb2po_jax.evaluation import normalized_score
+from mb2po_jax.seeds import seed_list
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +213,16 @@ class Cell:
 
     @property
     def seeds(self) -> list[int]:
-        return list(range(self.seed, self.seed + self.num_seeds))
+        return list(seed_list(self.seed, self.num_seeds))
+
+    def identity(self) -> dict[str, Any]:
+        """The fields every record of the cell starts with (a multi-seed
+        cell's ``per_seed`` rows, filled in when it finishes)."""
+        record = {"task": self.task, "seed": self.seed, "arm": self.arm,
+                  "seeds_in_program": self.num_seeds}
+        if self.num_seeds > 1:
+            record["per_seed"] = [{"seed": seed} for seed in self.seeds]
+        return record
 
     @property
     def label(self) -> str:
@@ -234,7 +244,7 @@ def plan(root: Path, tasks: list[str], seeds: list[int], arms: list[str],
     divide the work as they go (a cell another process runs is locked).
     With ``vmap_seeds`` a unit is (task, all the seeds), one program."""
     if vmap_seeds:
-        if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        if not _consecutive(seeds):
             raise UsageError(f"--seeds={','.join(map(str, seeds))}: one vmapped program runs "
                              f"consecutive seeds (seed .. seed + num_seeds - 1); pass e.g. "
                              f"--seeds=0,1,2, or --seed_programs=each.")
@@ -305,8 +315,7 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
     validate_config(run_config)
     started = time.time()
     record: dict[str, Any] = {
-        "task": cell.task, "seed": cell.seed, "arm": cell.arm, "dataset": run_config.dataset,
-        "seeds_in_program": cell.num_seeds,
+        **cell.identity(), "dataset": run_config.dataset,
         "commit": git_commit(),
         "pretrain_updates": config.awac.num_steps,
         "finetune_updates": 0 if cell.arm == PRETRAIN else finetune_updates(config),
@@ -317,8 +326,6 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
     except TrainingDivergedError as error:
         record.update(status="diverged", message=str(error),
                       wall_seconds=time.time() - started)
-        if cell.num_seeds > 1:
-            record["per_seed"] = [{"seed": seed} for seed in cell.seeds]
         _write_cell(cell.workdir, record)
         logger.warning("%s: diverged, recorded; the sweep goes on. %s", cell.label, error)
         return record
@@ -413,11 +420,8 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
         else:
             pretrain = read_cell(cell.workdir.parent / PRETRAIN)
             if cell.arm != PRETRAIN and pretrain and pretrain["status"] != "done":
-                record = {"task": cell.task, "seed": cell.seed, "arm": cell.arm,
-                          "status": "skipped", "message": "pretraining diverged",
-                          "seeds_in_program": cell.num_seeds}
-                if cell.num_seeds > 1:
-                    record["per_seed"] = [{"seed": seed} for seed in cell.seeds]
+                record = {**cell.identity(), "status": "skipped",
+                          "message": "pretraining diverged"}
                 cell.workdir.mkdir(parents=True, exist_ok=True)
                 _write_cell(cell.workdir, record)
             elif cell.arm != PRETRAIN and pretrain is None:
@@ -473,13 +477,17 @@ def resolve_seed_programs(root: Path, choice: str, seeds: list[int]) -> str:
     sweep = json.loads(path.read_text()) if path.is_file() else None
     recorded = None if sweep is None else sweep.get("seed_programs", "each")
     if choice == "auto":
-        consecutive = seeds == list(range(seeds[0], seeds[0] + len(seeds)))
-        return recorded or ("one" if consecutive and len(seeds) > 1 else "each")
+        return recorded or ("one" if _consecutive(seeds) and len(seeds) > 1 else "each")
     if recorded and recorded != choice:
         raise UsageError(f"--seed_programs={choice}: {root} is a sweep of seed_programs="
                          f"{recorded} (its cells are laid out so); use that, 'auto', or "
                          f"another --workdir.")
     return choice
+
+
+def _consecutive(seeds: list[int]) -> bool:
+    """Seeds one program can run: ``first .. first + N - 1``."""
+    return seeds == list(seed_list(seeds[0], len(seeds)))
 
 
 def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets,

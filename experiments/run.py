@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import ml_collections
-import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -161,10 +160,8 @@ def _seed_outcome(outcome, index: int | None):
     if index is None:
         return outcome
     # Its own count (a seed whose dynamics stopped early has fewer steps).
-    counter = getattr(outcome.state, "iteration", None)
-    counter = outcome.state.step if counter is None else counter
     return dataclasses.replace(outcome, final_eval=outcome.final_eval[index],
-                               steps=int(np.asarray(counter)[index]))
+                               steps=int(phases.counts(outcome.state)[index]))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | Path, *,
@@ -283,13 +280,8 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
                     for i, seed in enumerate(run_seeds)]
         results = {key: value for key, value in per_seed[0].items()
                    if key not in _SEED_SPECIFIC}
-        for key in _SCORES:
-            values = [r[key] for r in per_seed]
-            if all(v is not None for v in values):
-                results[key] = float(np.mean(values))
-                results[f"{key}_over_seeds_std"] = float(np.std(values))
-                results[f"{key}_per_seed"] = values
-        results.update(seeds=list(run_seeds), num_seeds=len(run_seeds), per_seed=per_seed)
+        results.update(seeds.summarize(per_seed, _SCORES), seeds=list(run_seeds),
+                       num_seeds=len(run_seeds), per_seed=per_seed)
     (workdir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     _plot(workdir, config, last)
     return results

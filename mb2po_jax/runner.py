@@ -120,8 +120,6 @@ class Phase:
         seeds: the seeds of a seed-stacked state (``()``: one seed, no seed
             axis). Then ``advance``'s metrics are ``[N]`` arrays, ``evaluate``
             returns a list of N results and ``guard`` sees one seed's metrics.
-        place: applied to the state after init or restore (e.g. sharding the
-            seed axis over devices).
     """
 
     name: str
@@ -141,7 +139,6 @@ class Phase:
     unit: str = "step"
     keep_checkpoints: int = 3
     seeds: tuple[int, ...] = ()
-    place: Callable[[Any], Any] = lambda state: state
 
 
 @dataclasses.dataclass
@@ -195,7 +192,6 @@ def run_phase(
             logger.info("Resuming %s from step %d.", phase.name, phase.progress(state))
         else:
             state = initial_state(checkpointer) if initial_state else phase.init()
-        state = phase.place(state)
         step = phase.progress(state)
         done = lambda: step >= phase.total or phase.stopped(state)  # noqa: E731
         if done() and last_eval is not None:
@@ -222,7 +218,7 @@ def run_phase(
                         # donated to the computation).
                         state, chunk_metrics = phase.advance(state, step // phase.chunk)
                         step += phase.chunk
-                        per_seed = _per_seed(jax.device_get(chunk_metrics), phase.seeds)
+                        per_seed = _split_seeds(jax.device_get(chunk_metrics), phase.seeds)
                         active = [m.pop(ACTIVE, 1.0) > 0 for m in per_seed]
                         for seed, seed_metrics, on in zip(phase.seeds or (None,), per_seed, active):
                             if on:
@@ -255,7 +251,7 @@ def run_phase(
         return PhaseOutcome(state, step, wall_seconds, last_eval)
 
 
-def _per_seed(metrics: dict[str, Any], seeds: tuple[int, ...]) -> list[dict[str, float]]:
+def _split_seeds(metrics: dict[str, Any], seeds: tuple[int, ...]) -> list[dict[str, float]]:
     """Host metrics -> one ``{name: float}`` per seed (one dict without seeds)."""
     if not seeds:
         return [{k: float(v) for k, v in metrics.items()}]

@@ -20,7 +20,7 @@ live, one program, no per-device Python loop. The dataset is replicated.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -82,22 +82,30 @@ def over_seeds(fn: Callable[..., Any], in_axes: Sequence[int | None],
         batched = jax.vmap(fn, in_axes=in_axes)
     else:
         def batched(*args):
-            shared = [None if axis == 0 else arg for arg, axis in zip(args, in_axes)]
-            stacked = tuple(arg for arg, axis in zip(args, in_axes) if axis == 0)
+            def one(seed_args):  # this seed's slices, in argument order
+                it = iter(seed_args)
+                return fn(*[next(it) if axis == 0 else arg for arg, axis in zip(args, in_axes)])
 
-            def one(per_seed):
-                it = iter(per_seed)
-                return fn(*[next(it) if axis == 0 else arg
-                            for arg, axis in zip(shared, in_axes)])
-
-            return jax.lax.map(one, stacked)
-    out_shardings = None if mesh is None else NamedSharding(mesh, PartitionSpec(SEED_AXIS))
-    return jax.jit(batched, donate_argnums=donate_argnums, out_shardings=out_shardings)
+            return jax.lax.map(one, tuple(a for a, axis in zip(args, in_axes) if axis == 0))
+    return jax.jit(batched, donate_argnums=donate_argnums, out_shardings=_split(mesh))
 
 
 def take(tree: Any, index: int) -> Any:
     """Seed ``index``'s slice of a seed-stacked pytree."""
     return jax.tree.map(lambda x: x[index], tree)
+
+
+def summarize(per_seed: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dict[str, Any]:
+    """For each score in ``keys`` that every seed has (not None): the mean over
+    seeds, ``<key>_over_seeds_std`` and ``<key>_per_seed``."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [one[key] for one in per_seed]
+        if all(v is not None for v in values):
+            out[key] = float(np.mean(values))
+            out[f"{key}_over_seeds_std"] = float(np.std(values))
+            out[f"{key}_per_seed"] = values
+    return out
 
 
 def seed_mesh(num_seeds: int, devices: Sequence[jax.Device] | None = None) -> Mesh | None:
@@ -128,14 +136,10 @@ def sharded_abstract(abstract: Any, mesh: Mesh | None) -> Any:
     axis's sharding, so a checkpoint restores straight into it."""
     if mesh is None:
         return abstract
-    sharding = NamedSharding(mesh, PartitionSpec(SEED_AXIS))
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=_split(mesh)),
                         abstract)
 
 
-def shard(tree: Any, mesh: Mesh | None) -> Any:
-    """Places a seed-stacked pytree with its leading axis split over ``mesh``
-    (unchanged where ``mesh`` is None)."""
-    if mesh is None:
-        return tree
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec(SEED_AXIS)))
+def _split(mesh: Mesh | None) -> NamedSharding | None:
+    """The leading (seed) axis split over ``mesh``; None without one."""
+    return None if mesh is None else NamedSharding(mesh, PartitionSpec(SEED_AXIS))

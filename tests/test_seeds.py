@@ -23,7 +23,9 @@ from experiments.common import UsageError
 from mb2po_jax import runner, seeds
 from mb2po_jax.checkpoint import Checkpointer
 
-from tests.test_run import tiny_config
+# The run tests' tiny config and their module-wide Minari store (an autouse
+# fixture: imported, it applies to this module too).
+from tests.test_run import minari_store, tiny_config  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 # One program over the seeds (vmap sums batched matmuls in another order;
@@ -37,14 +39,6 @@ def seeds_config(num_seeds: int = 2, seed: int = 0):
     config = tiny_config(fine_tune=True)
     config.seed, config.num_seeds = seed, num_seeds
     return config
-
-
-@pytest.fixture(scope="module", autouse=True)
-def minari_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    store = tmp_path_factory.mktemp("minari_store")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MINARI_DATASETS_PATH", str(store))
-        yield store
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +177,7 @@ def test_seed_axis_sharded_over_two_devices(runs: dict[str, Path], tmp_path: Pat
         config.mb2po.num_iterations = 0
         data = common.prepare_dataset(config)
         phase = phases.awac_phase(config, data, data.transitions)
-        state = phase.place(phase.init())
+        state = phase.init()
         state, metrics = phase.advance(state, 0)
         leaf = jax.tree.leaves(state)[0]
         print("RESULT", json.dumps({{"devices": len(leaf.sharding.device_set),

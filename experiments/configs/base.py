@@ -270,5 +270,7 @@ SCALES: dict[str, Callable[[ml_collections.ConfigDict], ml_collections.ConfigDic
     "cpu": cpu_scale,
     "smoke": smoke_scale,
 }
+
+
 def get_config() -> ml_collections.ConfigDict:
     return get_base_config()
