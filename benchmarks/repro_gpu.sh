@@ -15,9 +15,16 @@
 # Datasets: the harness reads the Minari store in $MINARI_DATASETS_PATH
 # (default: runs/minari, so a copy of the local store carried with the
 # working tree is found). Prints one JSON line per finished shard and the
-# report path; per-shard logs in WORKDIR/shard<I>.log. With REPORT_DIR set
-# (e.g. the device tool's $OUT), the report, the shard logs and every cell's
-# cell.json, run.json and metrics CSVs (not the checkpoints) are copied there.
+# report path; per-shard logs in WORKDIR/shard<I>.log.
+#
+# With DEADLINE_S set, shards still running that many seconds after the start
+# are killed (SIGKILL: the sweep resumes from its checkpoints when run again),
+# so a lease with a hard limit still ends with a report of what finished.
+# With REPORT_DIR set (e.g. the device tool's $OUT), table.md and results.csv
+# are copied there, and everything else the sweep wrote except checkpoints
+# (shard logs, per-task PNGs, every cell's cell.json, run.json, results.json,
+# metrics CSVs and TensorBoard files) goes into one sweep.tar.gz beside them:
+# few files, flat, as such a folder's transfer back requires.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 workdir=${1:?usage: repro_gpu.sh WORKDIR SHARDS [harness flags]}
@@ -26,12 +33,16 @@ shift 2
 export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/runs/minari}
 # Each process takes only what it uses (no 75 % preallocation per process).
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
+# The lent image's interpreter is python3 (no plain python on its PATH).
+py=${PYTHON:-$(command -v python3 || command -v python)}
 mkdir -p "$workdir"
-python -c "import jax, json; print(json.dumps({'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()]}))"
+"$py" -c "import jax, json; print(json.dumps({'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()]}))"
 start=$(date +%s)
+deadline=()
+[ -n "${DEADLINE_S:-}" ] && deadline=(timeout -s KILL "$DEADLINE_S")
 pids=()
 for ((i = 0; i < shards; i++)); do
-    python -m experiments.reproduce --workdir="$workdir" --shard="$i/$shards" \
+    "${deadline[@]}" "$py" -m experiments.reproduce --workdir="$workdir" --shard="$i/$shards" \
         --set=train.progress_bar=False "$@" > "$workdir/shard$i.log" 2>&1 &
     pids+=($!)
 done
@@ -39,14 +50,14 @@ status=0
 for i in "${!pids[@]}"; do
     wait "${pids[$i]}"; rc=$?
     [ "$rc" -ne 0 ] && status=$rc
+    # rc 137 with DEADLINE_S set: killed at the deadline (resumable).
     echo "{\"shard\": $i, \"rc\": $rc, \"elapsed_s\": $(( $(date +%s) - start ))}"
     tail -n 2 "$workdir/shard$i.log"
 done
-python -m experiments.reproduce --workdir="$workdir" --report_only
+"$py" -m experiments.reproduce --workdir="$workdir" --report_only
 if [ -n "${REPORT_DIR:-}" ]; then
     mkdir -p "$REPORT_DIR"
-    (cd "$workdir" && find . \( -name '*.csv' -o -name '*.md' -o -name '*.png' -o -name '*.log' \
-        -o -name 'cell.json' -o -name 'run.json' -o -name 'results.json' -o -name 'sweep.json' \) \
-        -not -path '*/checkpoints/*' -print0 | xargs -0 -I{} cp --parents {} "$REPORT_DIR")
+    cp "$workdir"/table.md "$workdir"/results.csv "$REPORT_DIR" 2> /dev/null
+    tar -C "$workdir" --exclude=checkpoints --exclude='.*lock' -czf "$REPORT_DIR/sweep.tar.gz" .
 fi
 exit $status
