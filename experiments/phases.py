@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import functools
+import logging
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +30,7 @@ import numpy as np
 
 from mb2po_jax import mb2po, seeds
 from mb2po_jax.model import dynamics
+from mb2po_jax.model.penalties import get_penalty
 from mb2po_jax.agents import awac, sac
 from mb2po_jax.checkpoint import Checkpointer, RunMismatchError
 from mb2po_jax.transitions import Transitions
@@ -39,6 +41,8 @@ from experiments.common import PreparedData
 from mb2po_jax.runner import ACTIVE, Phase, TrainingDivergedError, check_finite
 
 AWAC, DYNAMICS, MB2PO, MOPO = "awac", "dynamics", "mb2po", "mopo"
+
+logger = logging.getLogger(__name__)
 ALGORITHMS = (MB2PO, MOPO)
 # Stream ids folded into the seed key.
 _AWAC_INIT, _AWAC_TRAIN, _DYN_SPLIT, _DYN_INIT, _DYN_TRAIN, _MB2PO, _MOPO_INIT, _MOPO = range(8)
@@ -238,20 +242,44 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
     def stopped(state: dynamics.DynamicsState) -> bool:
         return cfg.early_stopping and bool(np.all(np.asarray(state.stale_checks) >= cfg.patience))
 
-    def evaluate_one(val, elites, stale) -> dict[str, Any]:
+    # What the conservative MDP will take off the reward on the dataset's own
+    # held-out rows (lambda * u with the fine-tuning's rule, over the elites),
+    # beside the reward there: a penalty as large as the reward makes almost
+    # every model reward negative (docs/results.md, walker2d-mixed).
+    tuning = config.mopo if config.algorithm == MOPO else config.mb2po
+    penalty_fn = get_penalty(tuning.uncertainty)
+    obs_dim = data.info.obs_dim
+
+    def penalty_one(state: dynamics.DynamicsState, holdout: dynamics.DynamicsData):
+        mean, logvar = model.predict(state, holdout.inputs[:, :obs_dim],
+                                     holdout.inputs[:, obs_dim:])
+        u = penalty_fn(mean[state.elites], logvar[state.elites])  # [rows]
+        return {"holdout_reward_mean": jnp.mean(holdout.targets[:, -1]),
+                "holdout_penalty_mean": tuning.penalty_coef * jnp.mean(u)}
+
+    penalty_all = _per_seed(config, jax.jit(penalty_one), (0, 0))
+    warned = []  # once per process: a log message, not training state
+
+    def evaluate_one(val, elites, stale, scale) -> dict[str, Any]:
         result = dynamics.elite_summary(val)
+        result.update({k: float(v) for k, v in scale.items()})
         result["elites"] = [int(i) for i in np.asarray(elites)]
         if cfg.early_stopping:
             result["stopped_early"] = bool(stale >= cfg.patience)
         return result
 
     def evaluate_model(state: dynamics.DynamicsState) -> Any:
-        val, elites, stale = jax.device_get((validate(state, holdout), state.elites,
-                                             state.stale_checks))
+        val, elites, stale, scale = jax.device_get((
+            validate(state, holdout), state.elites, state.stale_checks,
+            penalty_all(state, holdout)))
         if config.num_seeds == 1:
-            return evaluate_one(val, elites, stale)
-        return [evaluate_one(seeds.take(val, i), elites[i], stale[i])
-                for i in range(config.num_seeds)]
+            results = [evaluate_one(val, elites, stale, scale)]
+        else:
+            results = [evaluate_one(seeds.take(val, i), elites[i], stale[i], seeds.take(scale, i))
+                       for i in range(config.num_seeds)]
+        _warn_if_penalty_dominates(results, tuning, "mopo" if config.algorithm == MOPO
+                                   else "mb2po", warned)
+        return results[0] if config.num_seeds == 1 else results
 
     def finalize(state: dynamics.DynamicsState) -> dynamics.DynamicsState:
         return finalize_all(state, holdout)
@@ -274,6 +302,25 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
         keep_checkpoints=config.train.keep_checkpoints,
         seeds=seeds_of(config),
     )
+
+
+def _warn_if_penalty_dominates(results: list[dict[str, Any]], tuning, section: str,
+                               warned: list) -> None:
+    """Warns (once) where lambda * u on held-out dataset rows is at least
+    their mean reward: the run goes on with the configured values."""
+    worst = max(results, key=lambda r: r["holdout_penalty_mean"] - r["holdout_reward_mean"])
+    if warned or worst["holdout_penalty_mean"] < worst["holdout_reward_mean"]:
+        return
+    warned.append(True)
+    logger.warning(
+        "dynamics: on held-out dataset rows the uncertainty penalty %s.penalty_coef x u "
+        "(%s, lambda %g) averages %.3g, at least their mean reward %.3g: the conservative "
+        "MDP's rewards will be mostly negative, which teaches a policy to end episodes early "
+        "where the model can terminate, and drags Q down on real rows too. Watch "
+        "rollout_penalized_reward_mean and q_real_mean in the fine-tuning metrics; "
+        "docs/results.md shows this on walker2d-mixed. (Running on with the configured values.)",
+        section, tuning.uncertainty, tuning.penalty_coef, worst["holdout_penalty_mean"],
+        worst["holdout_reward_mean"])
 
 
 # -------------------------------------------------- MB2PO and MOPO fine-tuning

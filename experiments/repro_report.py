@@ -13,7 +13,9 @@ noisy evaluations, reported because papers often report it.
 
 The lift is MB2PO's final score minus the control's, paired by seed (both
 arms start from the same pretrained checkpoint); its 95 % interval is a
-percentile bootstrap over seeds of the mean paired difference.
+percentile bootstrap over seeds of the mean paired difference. A sweep's
+variants (MB2PO arms with overrides, ``--variant``) get the same lift over the
+control in a table of their own.
 """
 
 from __future__ import annotations
@@ -129,16 +131,26 @@ def _done(records, task, arm, key="final_score") -> dict[int, float]:
             and r["status"] == "done" and r.get(key) is not None}
 
 
-def lift(records: list[dict[str, Any]], task: str, key: str = "final_score"):
-    """(mean paired difference MB2PO - control, interval, seeds paired)."""
-    control, treatment = _done(records, task, CONTROL, key), _done(records, task, TREATMENT, key)
+def lift(records: list[dict[str, Any]], task: str, key: str = "final_score",
+         arm: str = TREATMENT):
+    """(mean paired difference ``arm`` (MB2PO) - control, interval, seeds paired)."""
+    control, treatment = _done(records, task, CONTROL, key), _done(records, task, arm, key)
     seeds = sorted(set(control) & set(treatment))
     diffs = [treatment[s] - control[s] for s in seeds]
     mean = float(np.mean(diffs)) if diffs else math.nan
     return mean, bootstrap_interval(diffs), seeds
 
 
+def arm_labels(sweep: dict[str, Any]) -> dict[str, str]:
+    """Legend and table labels: the built-in arms' and the sweep's variants'."""
+    variants = sweep.get("variants", {})
+    return {**LABELS, **{name: f"AWAC+MB2PO, {name} ("
+                         + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
+                         for name, fields in variants.items()}}
+
+
 def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
+    labels = arm_labels(sweep)
     tasks = list(dict.fromkeys([*sweep.get("tasks", []), *(r["task"] for r in records)]))
     arms = [PRETRAIN, *dict.fromkeys([*sweep.get("arms", []), *(r["arm"] for r in records
                                                                  if r["arm"] != PRETRAIN)])]
@@ -173,7 +185,7 @@ def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
                 paper_cell = f"AWAC {paper[0][0]} ± {paper[0][1]}"
             elif paper and arm == TREATMENT:
                 paper_cell = f"AWAC+MB2PO {paper[1][0]} ± {paper[1][1]}"
-            lines.append(f"| {task} | {LABELS.get(arm, arm)} | {len(final)} | {_mean_std(list(final.values()))} "
+            lines.append(f"| {task} | {labels.get(arm, arm)} | {len(final)} | {_mean_std(list(final.values()))} "
                          f"| {_mean_std(list(best.values()))} | {other} | {paper_cell} |")
     lines += ["", "## Lift: MB2PO − control (final scores, paired by seed)", "",
               "| task | seeds paired | lift | 95 % bootstrap interval | per seed | dataset episodes (mean) | behaviour policy |",
@@ -190,6 +202,21 @@ def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
         interval = "n/a (< 2 seeds)" if math.isnan(low) else f"[{low:+.1f}, {high:+.1f}]"
         lines.append(f"| {task} | {len(seeds)} | {'n/a' if math.isnan(mean) else f'{mean:+.1f}'} "
                      f"| {interval} | {per_seed} | {data_score} | {behaviour} |")
+    variants = [arm for arm in arms if arm in sweep.get("variants", {})]
+    if variants:
+        lines += ["", "## Lift of each variant over the control (final scores, paired by seed)",
+                  "", "Beside MB2PO's lift above: same control, same pretrained checkpoints.", "",
+                  "| task | variant | seeds paired | lift | 95 % bootstrap interval | per seed |",
+                  "|---|---|---|---|---|---|"]
+        for task in tasks:
+            for arm in variants:
+                mean, (low, high), seeds = lift(records, task, arm=arm)
+                control, treatment = _done(records, task, CONTROL), _done(records, task, arm)
+                per_seed = ", ".join(f"{treatment[s] - control[s]:+.1f}" for s in seeds)
+                interval = "n/a (< 2 seeds)" if math.isnan(low) else f"[{low:+.1f}, {high:+.1f}]"
+                lines.append(f"| {task} | {labels[arm]} | {len(seeds)} | "
+                             f"{'n/a' if math.isnan(mean) else f'{mean:+.1f}'} | {interval} "
+                             f"| {per_seed} |")
     commits = sorted({r["commit"] for r in records if r.get("commit")})
     fingerprints = sorted({(r["task"], r["dataset_fingerprint"][:12]) for r in records
                            if r.get("dataset_fingerprint")})
@@ -198,7 +225,8 @@ def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_task(records: list[dict[str, Any]], task: str, out: Path) -> Path | None:
+def plot_task(records: list[dict[str, Any]], task: str, out: Path,
+              labels: dict[str, str] = LABELS) -> Path | None:
     """Both arms' evaluation curves (mean and min-max band over seeds) on one
     axis of gradient updates, after the shared pretraining curve."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -231,7 +259,7 @@ def plot_task(records: list[dict[str, Any]], task: str, out: Path) -> Path | Non
             high.append(float(np.max(values)))
             n.append(len(values))
         line, = ax.plot(xs, mean, marker="o", markersize=3,
-                        label=f"{LABELS.get(arm, arm)} (n={max(n)})")
+                        label=f"{labels.get(arm, arm)} (n={max(n)})")
         ax.fill_between(xs, low, high, color=line.get_color(), alpha=0.2)
         finals = list(_done(records, task, arm).values())
         if finals:  # the final evaluation (more episodes), mean ± std over seeds
@@ -266,5 +294,5 @@ def write_report(root: Path) -> Path:
     write_csv(records, root / RESULTS_FILE)
     (root / TABLE_FILE).write_text(table_markdown(records, sweep))
     for task in dict.fromkeys(r["task"] for r in records):
-        plot_task(records, task, root / f"{task}.png")
+        plot_task(records, task, root / f"{task}.png", arm_labels(sweep))
     return root / TABLE_FILE

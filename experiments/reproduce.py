@@ -13,7 +13,11 @@ and every arm starts from that checkpoint:
 * ``mb2po``: AWAC+MB2PO (dynamics ensemble, then the fine-tuning iterations).
 
 More arms plug into :data:`ARMS` (a name, a label, and how the arm's config is
-derived from the task's). Each cell is an ordinary ``experiments.run`` workdir
+derived from the task's). ``--variant=NAME:FIELD=VALUE[,FIELD=VALUE...]`` adds
+an arm without code: MB2PO with ``mb2po.*`` / ``dynamics.*`` overrides (an
+ablation), started from the same pretrained checkpoints, so a variant added to
+an existing sweep reuses its pretraining; the report gives each variant's lift
+over the control beside MB2PO's. Each cell is an ordinary ``experiments.run`` workdir
 (resumable, checkpointed, refused if the config changed); when it finishes,
 its policy is evaluated with ``--final_episodes`` episodes (default 50) and
 ``cell.json`` records the outcome, so a killed sweep resumes where it stopped
@@ -153,6 +157,57 @@ ARMS: dict[str, Arm] = {
     "mb2po": Arm("mb2po", "AWAC+MB2PO", mb2po_config, "mb2po"),
 }
 
+# A variant is MB2PO with overrides of its own phases' fields; the pretrained
+# checkpoint is shared, so fields of pretraining cannot vary, and the control's
+# update count must stay the MB2PO arm's.
+VARIANT_PREFIXES = ("mb2po.", "dynamics.")
+MATCHED_FIELDS = ("mb2po.num_iterations", "mb2po.updates_per_iteration")
+_VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+def parse_variant(text: str, base: ml_collections.ConfigDict) -> tuple[str, dict[str, Any]]:
+    """``"lam0.25:mb2po.penalty_coef=0.25"`` -> ``("lam0.25", {"mb2po.penalty_coef": 0.25})``."""
+    name, sep, items = text.partition(":")
+    example = "e.g. --variant=nll_mean:dynamics.nll_reduction=mean"
+    if not sep or not name or not items:
+        raise UsageError(f"--variant={text!r}: expected NAME:FIELD=VALUE[,FIELD=VALUE...], "
+                         f"{example}.")
+    if not _VARIANT_NAME.match(name) or name in (PRETRAIN, *ARMS):
+        raise UsageError(f"--variant={text!r}: the name {name!r} must be letters, digits and "
+                         f"_.+- (it names the cell directory) and not one of "
+                         f"{[PRETRAIN, *ARMS]}.")
+    overrides = parse_overrides(items.split(","), base)
+    for field in overrides:
+        if not field.startswith(VARIANT_PREFIXES):
+            raise UsageError(f"--variant={text!r}: {field} is not a field of the MB2PO arm's "
+                             f"own phases ({', '.join(p + '*' for p in VARIANT_PREFIXES)}); the "
+                             f"pretrained checkpoint is shared by every arm, so vary "
+                             f"pretraining with --set on another --workdir.")
+        if field in MATCHED_FIELDS:
+            raise UsageError(f"--variant={text!r}: {field} sets how many updates fine-tuning "
+                             f"makes, which the control arm matches for the whole sweep; "
+                             f"change it with --set on another --workdir.")
+    return name, overrides
+
+
+def variant_arm(name: str, overrides: dict[str, Any]) -> Arm:
+    def build(task_config: ml_collections.ConfigDict, pretrain_dir: Path):
+        config = mb2po_config(task_config, pretrain_dir)
+        for field, value in overrides.items():
+            _assign(config, field, value)
+        return config
+
+    return Arm(name, variant_label(name, overrides), build, "mb2po")
+
+
+def variant_label(name: str, overrides: dict[str, Any]) -> str:
+    return f"AWAC+MB2PO, {name} ({', '.join(f'{k}={v}' for k, v in overrides.items())})"
+
+
+def arm_table(variants: dict[str, dict[str, Any]] | None) -> dict[str, Arm]:
+    """The built-in arms and the sweep's variants, by name."""
+    return {**ARMS, **{name: variant_arm(name, o) for name, o in (variants or {}).items()}}
+
 
 # ------------------------------------------------------------------- cells
 
@@ -285,17 +340,20 @@ def git_commit() -> str:
     return commit + ("+dirty" if dirty else "")
 
 
-def cell_config(cell: Cell, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The run config of a cell, from its task's config."""
+def cell_config(cell: Cell, config: ml_collections.ConfigDict,
+                arms: dict[str, Arm] = ARMS) -> ml_collections.ConfigDict:
+    """The run config of a cell, from its task's config (``arms``: the
+    sweep's arm table, :func:`arm_table`)."""
     config = copy.deepcopy(config)
     config.seed, config.num_seeds = cell.seed, cell.num_seeds
     if cell.arm == PRETRAIN:
         config.mb2po.num_iterations = 0
         return config
-    return ARMS[cell.arm].build(config, cell.workdir.parent / PRETRAIN)
+    return arms[cell.arm].build(config, cell.workdir.parent / PRETRAIN)
 
 
-def run_cell(cell: Cell, config: ml_collections.ConfigDict, final_episodes: int) -> dict[str, Any]:
+def run_cell(cell: Cell, config: ml_collections.ConfigDict, final_episodes: int,
+             arms: dict[str, Arm] = ARMS) -> dict[str, Any]:
     """Runs (or resumes) a cell, evaluates its final policy, writes cell.json.
 
     Raises:
@@ -306,12 +364,12 @@ def run_cell(cell: Cell, config: ml_collections.ConfigDict, final_episodes: int)
     with workdir_lock(cell.workdir, name=".cell-lock"):
         if read_cell(cell.workdir) is not None:  # finished while we waited to look
             return read_cell(cell.workdir)
-        return _run_cell_locked(cell, config, final_episodes)
+        return _run_cell_locked(cell, config, final_episodes, arms)
 
 
 def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
-                     final_episodes: int) -> dict[str, Any]:
-    run_config = cell_config(cell, config)
+                     final_episodes: int, arms: dict[str, Arm]) -> dict[str, Any]:
+    run_config = cell_config(cell, config, arms)
     validate_config(run_config)
     started = time.time()
     record: dict[str, Any] = {
@@ -329,7 +387,7 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
         _write_cell(cell.workdir, record)
         logger.warning("%s: diverged, recorded; the sweep goes on. %s", cell.label, error)
         return record
-    phase = "awac" if cell.arm == PRETRAIN else ARMS[cell.arm].policy_phase
+    phase = "awac" if cell.arm == PRETRAIN else arms[cell.arm].policy_phase
     final = evaluate_checkpoint(cell.workdir, phase=phase, num_episodes=final_episodes)
     # How the report puts the cell's periodic evaluations on one axis of
     # gradient updates: AWAC logs updates; other phases log iterations.
@@ -395,19 +453,29 @@ def dataset_scores(config: ml_collections.ConfigDict) -> dict[str, float | None]
 def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], scale: str, *,
               overrides: dict[str, Any] | None = None, datasets: dict[str, str] | None = None,
               final_episodes: int | None = None, shard: tuple[int, int] | None = (0, 1),
-              report: bool = True, seed_programs: str = "auto") -> list[dict[str, Any]]:
+              report: bool = True, seed_programs: str = "auto",
+              variants: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Runs this shard's unfinished cells in order; returns every cell record.
 
     A cell whose pretraining diverged leaves its unit's arms recorded as
     ``skipped``. The report is remade after every cell. ``seed_programs``:
     'one' (the seeds as one vmapped program), 'each' or 'auto' (see the
-    module docstring).
+    module docstring). ``variants``: name -> overrides of MB2PO arms
+    (:func:`parse_variant`); ``arms`` may name them.
     """
+    path = root / repro_report.SWEEP_FILE
+    recorded = json.loads(path.read_text()).get("variants", {}) if path.is_file() else {}
+    table = arm_table({**recorded, **(variants or {})})  # a recorded variant resumes by name
+    unknown = [arm for arm in arms if arm not in table]
+    if unknown or not arms:
+        raise UsageError(f"--arms: unknown {unknown}; valid: {list(table)} (a variant is "
+                         f"defined with --variant=NAME:FIELD=VALUE).")
     root.mkdir(parents=True, exist_ok=True)
     final_episodes = final_episodes or FINAL_EPISODES[scale]
     configs = {task: task_config(task, scale, overrides or {}, datasets or {}) for task in tasks}
     mode = resolve_seed_programs(root, seed_programs, seeds)
-    _write_sweep_file(root, tasks, seeds, arms, scale, overrides or {}, datasets or {}, mode)
+    _write_sweep_file(root, tasks, seeds, arms, scale, overrides or {}, datasets or {}, mode,
+                      variants or {})
     cells = plan(root, tasks, seeds, arms, shard, vmap_seeds=mode == "one")
     records, missing = [], {}
     for number, cell in enumerate(cells, 1):
@@ -434,7 +502,7 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
                 logger.info("[%d/%d] %s: running in %s", number, len(cells), cell.label,
                             cell.workdir)
                 try:
-                    record = run_cell(cell, configs[cell.task], final_episodes)
+                    record = run_cell(cell, configs[cell.task], final_episodes, table)
                 except WorkdirBusyError:
                     logger.info("[%d/%d] %s: another process is running it, left to it.",
                                 number, len(cells), cell.label)
@@ -491,7 +559,7 @@ def _consecutive(seeds: list[int]) -> bool:
 
 
 def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets,
-                      seed_programs: str = "each") -> None:
+                      seed_programs: str = "each", variants: dict | None = None) -> None:
     """What the sweep is, for the report (merged over shards and sessions)."""
     path = root / repro_report.SWEEP_FILE
     sweep = json.loads(path.read_text()) if path.is_file() else {}
@@ -505,10 +573,18 @@ def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets
             f"{sweep.get('overrides')} and datasets {sweep.get('datasets', {})}; this command "
             f"asks for scale={scale!r}, overrides {overrides} and datasets {datasets}. Use "
             f"another --workdir for a different sweep.")
+    known = sweep.get("variants", {})
+    variants = json.loads(json.dumps(variants or {}))  # as recorded: tuples become lists
+    for name, fields in variants.items():
+        if name in known and known[name] != fields:
+            raise UsageError(f"--variant={name}:...: {root} already has a variant {name!r} with "
+                             f"{known[name]}, not {fields}; its cells were made so. Give the new "
+                             f"one another name.")
     merged = lambda key, new: list(dict.fromkeys([*sweep.get(key, []), *new]))  # noqa: E731
     sweep = {"scale": scale, "overrides": sweep.get("overrides", overrides), "datasets": datasets,
              "tasks": merged("tasks", tasks), "seeds": merged("seeds", seeds),
-             "arms": merged("arms", arms), "seed_programs": seed_programs}
+             "arms": merged("arms", arms), "seed_programs": seed_programs,
+             "variants": {**known, **variants}}
     path.write_text(json.dumps(sweep, indent=2))
 
 
@@ -553,15 +629,15 @@ def main(argv: list[str]) -> None:
         unknown = [task for task in f.tasks if task not in PAPER_MB2PO_TABLE]
         if unknown:
             raise UsageError(f"--tasks: unknown {unknown}; valid: {sorted(PAPER_MB2PO_TABLE)}.")
-        bad_arms = [arm for arm in f.arms if arm not in ARMS]
-        if bad_arms or not f.arms:
-            raise UsageError(f"--arms: unknown {bad_arms}; valid: {list(ARMS)}.")
         seeds = [int(seed) for seed in f.seeds]
         overrides = parse_overrides(f.set or [], paper_config(f.tasks[0]))
-        records = run_sweep(root, list(f.tasks), seeds, list(f.arms), f.scale,
+        variants = dict(parse_variant(text, paper_config(f.tasks[0])) for text in f.variant or [])
+        # A defined variant runs unless --arms names the arms explicitly without it.
+        arms = list(dict.fromkeys([*f.arms, *variants]))
+        records = run_sweep(root, list(f.tasks), seeds, arms, f.scale,
                             overrides=overrides, datasets=_parse_datasets(f.dataset or []),
                             final_episodes=f.final_episodes, shard=_parse_shard(f.shard),
-                            seed_programs=f.seed_programs)
+                            seed_programs=f.seed_programs, variants=variants)
     except InterruptedRun as interrupted:
         print(interrupted, file=sys.stderr)
         sys.exit(130)
@@ -586,6 +662,10 @@ def cli() -> None:
     flags.DEFINE_string("workdir", "runs/repro", "Sweep directory (cells, results, report).")
     flags.DEFINE_multi_string("set", None, "FIELD=VALUE config override for every cell, "
                               "e.g. --set=dynamics.early_stopping=True (repeatable).")
+    flags.DEFINE_multi_string("variant", None, "NAME:FIELD=VALUE[,FIELD=VALUE...]: an extra "
+                              "arm, MB2PO with these mb2po.*/dynamics.* overrides, from the same "
+                              "pretrained checkpoints (an ablation; repeatable), e.g. "
+                              "--variant=nll_mean:dynamics.nll_reduction=mean.")
     flags.DEFINE_multi_string("dataset", None, "TASK=DATASET: any dataset the run accepts "
                               "(hdf5:<path>, minari:<id>) for that task (repeatable).")
     flags.DEFINE_integer("final_episodes", None, "Episodes of each cell's final evaluation "

@@ -109,7 +109,7 @@ def test_rerun_skips_finished_cells_and_resumes_a_killed_one(sweep: Path, monkey
     assert after["final_returns"] == before["final_returns"]  # resumed, not retrained
 
 
-def _fake_cell(cell, config, final_episodes):
+def _fake_cell(cell, config, final_episodes, arms=None):
     cell.workdir.mkdir(parents=True, exist_ok=True)
     record = {"task": cell.task, "seed": cell.seed, "arm": cell.arm, "status": "done",
               "final_score": 1.0 + cell.seed, "final_episodes": final_episodes}
@@ -120,11 +120,11 @@ def _fake_cell(cell, config, final_episodes):
 def test_interrupted_sweep_continues_where_it_stopped(tmp_path: Path, monkeypatch):
     calls = []
 
-    def interrupt_third(cell, config, final_episodes):
+    def interrupt_third(cell, config, final_episodes, arms):
         calls.append(cell.label)
         if len(calls) == 3:
             raise InterruptedRun("mb2po", 2)
-        return _fake_cell(cell, config, final_episodes)
+        return _fake_cell(cell, config, final_episodes, arms)
 
     monkeypatch.setattr(reproduce, "run_cell", interrupt_third)
     with pytest.raises(InterruptedRun):
@@ -262,7 +262,7 @@ def test_any_shard_leaves_busy_cells_and_missing_data_for_later(tmp_path: Path, 
 
     ran = []
 
-    def fake_cell(cell, config, final_episodes):
+    def fake_cell(cell, config, final_episodes, arms):
         if cell.task == "walker2d-mixed" and "walker" not in ran:
             raise DatasetNotFoundError("no walker2d-mixed dataset here")
         ran.append(cell.label)
@@ -321,3 +321,77 @@ def test_seeds_as_one_vmapped_program_give_per_seed_rows(tmp_path: Path, sweep: 
     with pytest.raises(UsageError, match="consecutive"):
         reproduce.plan(tmp_path, [TASK], [0, 2], ["awac"], vmap_seeds=True)
     assert reproduce.resolve_seed_programs(tmp_path / "new", "auto", [0, 2]) == "each"
+
+
+def test_a_variant_arm_reuses_the_pretraining_and_applies_its_overrides(tmp_path: Path,
+                                                                       sweep: Path):
+    """--variant adds an MB2PO arm with overrides to an existing sweep: only
+    its cells run (pretraining and the other arms are reused), from the same
+    pretrained checkpoint, with the control's update count, and the report
+    gives its lift over the control in a table of its own."""
+    import shutil
+
+    root = tmp_path / "sweep"
+    shutil.copytree(sweep, root)
+    name, overrides = reproduce.parse_variant("lam0:mb2po.penalty_coef=0.0",
+                                              paper_config(TASK))
+    assert (name, overrides) == ("lam0", {"mb2po.penalty_coef": 0.0})
+    ran = []
+    real_run_cell = reproduce.run_cell
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reproduce, "run_cell",
+                      lambda cell, *a: ran.append(cell.label) or real_run_cell(cell, *a))
+        records = reproduce.run_sweep(root, [TASK], SEEDS, ["awac", "mb2po", "lam0"], "smoke",
+                                      variants={name: overrides})
+    assert ran == [f"{TASK} seed 0 lam0", f"{TASK} seed 1 lam0"]
+    assert [r["status"] for r in records] == ["done"] * 8
+    for seed in SEEDS:
+        unit = reproduce.unit_dir(root, TASK, seed)
+        config = json.loads((unit / "lam0" / "run.json").read_text())["config"]
+        assert config["mb2po"]["penalty_coef"] == 0.0
+        assert config["init"]["awac_workdir"] == str(unit / reproduce.PRETRAIN)
+        # No penalty: the penalised model reward is the model reward, which
+        # the default arm (lambda = 1) does not give.
+        for arm, equal in (("lam0", True), ("mb2po", False)):
+            with (unit / arm / "mb2po" / "metrics_train.csv").open() as f:
+                row = next(csv.DictReader(f))
+            same = math.isclose(float(row["rollout_penalized_reward_mean"]),
+                                float(row["rollout_model_reward_mean"]), rel_tol=1e-6)
+            assert same == equal, arm
+    rows = {(r["seed"], r["arm"]): r for r in _rows(root)}
+    for seed in ("0", "1"):
+        assert rows[(seed, "lam0")]["total_updates"] == rows[(seed, "awac")]["total_updates"]
+    table = (root / repro_report.TABLE_FILE).read_text()
+    label = "AWAC+MB2PO, lam0 (mb2po.penalty_coef=0.0)"
+    assert f"| {TASK} | {label} | 2 |" in table
+    lift_table = table[table.index("## Lift of each variant"):]
+    variant_row = next(line for line in lift_table.splitlines()
+                       if line.startswith(f"| {TASK} | {label} | 2 | "))
+    control = {r["seed"]: float(r["final_score"]) for r in rows.values() if r["arm"] == "awac"}
+    variant = {r["seed"]: float(r["final_score"]) for r in rows.values() if r["arm"] == "lam0"}
+    expected = np.mean([variant[s] - control[s] for s in control])
+    assert f"{expected:+.1f}" == variant_row.split("|")[4].strip()
+    # Named in a later command, a recorded variant resumes without its definition.
+    assert reproduce.run_sweep(root, [TASK], SEEDS, ["lam0"], "smoke")[-1]["status"] == "done"
+    with pytest.raises(UsageError, match="already has a variant 'lam0'"):
+        reproduce.run_sweep(root, [TASK], SEEDS, ["lam0"], "smoke",
+                            variants={"lam0": {"mb2po.penalty_coef": 0.5}})
+
+
+def test_variant_definitions_are_checked():
+    base = paper_config(TASK)
+    assert reproduce.parse_variant(
+        "mopo_like:dynamics.nll_reduction=mean,dynamics.early_stopping=True", base) == (
+        "mopo_like", {"dynamics.nll_reduction": "mean", "dynamics.early_stopping": True})
+    with pytest.raises(UsageError, match="NAME:FIELD=VALUE"):
+        reproduce.parse_variant("lam0", base)
+    with pytest.raises(UsageError, match="not a field of the MB2PO arm's own phases"):
+        reproduce.parse_variant("lsm:awac.log_std_max=0.0", base)
+    with pytest.raises(UsageError, match="the control arm matches"):
+        reproduce.parse_variant("long:mb2po.num_iterations=400", base)
+    with pytest.raises(UsageError, match="must be letters"):
+        reproduce.parse_variant("mb2po:mb2po.penalty_coef=0.5", base)
+    with pytest.raises(UsageError, match="dynamics has no field"):
+        reproduce.parse_variant("x:dynamics.nll_reductin=mean", base)
+    with pytest.raises(UsageError, match="unknown \\['lam9'\\]"):
+        reproduce.run_sweep(Path("/nonexistent-sweep"), [TASK], [0], ["awac", "lam9"], "smoke")

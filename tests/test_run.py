@@ -366,6 +366,48 @@ def test_train_metrics_carry_validation_and_fine_tuning_diagnostics(full_run: Pa
     assert len({row["q_real_mean"] for row in rows}) == 4
 
 
+def test_dynamics_reports_the_penalty_beside_the_reward_on_held_out_rows(full_run: Path) -> None:
+    """lambda * u on the dataset's own held-out rows and their mean reward,
+    against a NumPy reference on the restored final model (elites only)."""
+    from mb2po_jax.model import dynamics
+
+    config = tiny_config(fine_tune=True)
+    config.mb2po.penalty_coef = 1.0  # what full_run used (the paper config's)
+    dyn = json.loads((full_run / "results.json").read_text())["phases"]["dynamics"]
+    data = common.prepare_dataset(config)
+    phase = phases.dynamics_phase(config, data, data.transitions)
+    with Checkpointer(full_run / "checkpoints" / "dynamics") as checkpointer:
+        state, _ = checkpointer.restore(phase.abstract())
+    _, holdout = dynamics.split_holdout(
+        dynamics.make_dynamics_data(data.transitions), phases._key(config, phases._DYN_SPLIT),
+        config.dynamics.holdout_fraction, config.dynamics.max_holdout)
+    obs_dim = data.info.obs_dim
+    model = phases.build_dynamics(config, obs_dim, data.info.act_dim)
+    _, logvar = model.predict(state, holdout.inputs[:, :obs_dim], holdout.inputs[:, obs_dim:])
+    logvar = np.asarray(logvar, np.float64)[np.asarray(state.elites)]  # [E, rows, D]
+    u = np.sqrt(np.exp(logvar).sum(-1)).max(0)  # MOPO: max over elites of ||sigma||_2
+    np.testing.assert_allclose(dyn["holdout_penalty_mean"], u.mean(), rtol=1e-4)
+    np.testing.assert_allclose(dyn["holdout_reward_mean"],
+                               np.asarray(holdout.targets)[:, -1].mean(), rtol=1e-5)
+    header, _ = _csv(full_run / "dynamics" / "metrics_eval.csv")
+    assert {"holdout_penalty_mean", "holdout_reward_mean"} <= set(header)
+
+
+def test_penalty_at_least_the_reward_is_warned_once(caplog) -> None:
+    tuning = get_base_config().mb2po
+    below = [{"holdout_penalty_mean": 0.2, "holdout_reward_mean": 2.0}]
+    above = [*below, {"holdout_penalty_mean": 2.77, "holdout_reward_mean": 1.98}]
+    warned: list = []
+    with caplog.at_level("WARNING", logger="experiments.phases"):
+        phases._warn_if_penalty_dominates(below, tuning, "mb2po", warned)
+        assert not caplog.records
+        phases._warn_if_penalty_dominates(above, tuning, "mb2po", warned)
+        phases._warn_if_penalty_dominates(above, tuning, "mb2po", warned)
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "mb2po.penalty_coef" in message and "2.77" in message and "1.98" in message
+
+
 def test_dynamics_early_stopping_ends_the_phase_and_resumes_as_finished(
         full_run: Path, tmp_path: Path) -> None:
     """patience = 1 and a 20 % threshold: 5-step chunks improve the held-out
