@@ -10,7 +10,12 @@
 # Shards split units: a new sweep of consecutive seeds runs each task's seeds
 # as one vmapped program (--seed_programs=one), so a unit is a task and more
 # shards than tasks would idle; --seed_programs=each makes a unit per task
-# and seed (e.g. 6 shards for 2 tasks x 3 seeds).
+# and seed (e.g. 6 shards for 2 tasks x 3 seeds). With SHARD_MODE=any every
+# process takes whichever cell is free (--shard=any) and, while cells are
+# still pending (an arm waiting for its unit's pretraining, or a cell another
+# process holds), runs the harness again every 15 s: so after a unit's
+# pretraining its arms (control, MB2PO, variants) run side by side, and
+# SHARDS may exceed the number of tasks.
 #
 # Datasets: the harness reads the Minari store in $MINARI_DATASETS_PATH
 # (default: runs/minari, so a copy of the local store carried with the
@@ -41,10 +46,27 @@ start=$(date +%s)
 deadline=()
 [ -n "${DEADLINE_S:-}" ] && deadline=(timeout -s KILL "$DEADLINE_S")
 pids=()
+shard_loop() {  # i: with SHARD_MODE=any, rerun while the sweep has pending cells
+    local i=$1
+    shift
+    if [ "${SHARD_MODE:-static}" != any ]; then
+        "$py" -m experiments.reproduce --workdir="$workdir" --shard="$i/$shards" \
+            --set=train.progress_bar=False "$@"
+        return
+    fi
+    while :; do
+        "$py" -m experiments.reproduce --workdir="$workdir" --shard=any \
+            --set=train.progress_bar=False "$@" || return
+        tail -n 1 "$workdir/shard$i.log" | grep -q "'pending'" || return 0
+        sleep 15
+    done
+}
 for ((i = 0; i < shards; i++)); do
-    "${deadline[@]}" "$py" -m experiments.reproduce --workdir="$workdir" --shard="$i/$shards" \
-        --set=train.progress_bar=False "$@" > "$workdir/shard$i.log" 2>&1 &
+    "${deadline[@]}" bash -c "$(declare -f shard_loop); py=$py workdir=$workdir \
+        shards=$shards SHARD_MODE=${SHARD_MODE:-static} shard_loop $i \"\$@\"" _ "$@" \
+        > "$workdir/shard$i.log" 2>&1 &
     pids+=($!)
+    [ "${SHARD_MODE:-static}" = any ] && sleep 5  # each takes the next free cell
 done
 status=0
 for i in "${!pids[@]}"; do
