@@ -38,6 +38,7 @@ if [ -n "${OUT:-}" ] && command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 \
         > "$OUT/gpu_util.csv" 2>&1 &
+    sampler=$!
 fi
 DEADLINE_S=${GRID_DEADLINE_S:-480} REPORT_DIR=${OUT:-} \
     bash benchmarks/repro_gpu.sh runs/repro-gpu "${SHARDS:-4}" "$@"
@@ -46,4 +47,5 @@ left=$(( ${TOTAL_S:-540} - ($(date +%s) - t0) ))
 if [ "$left" -gt 90 ]; then
     timeout "$left" bash benchmarks/gpu_check.sh
 fi
+[ -n "${sampler:-}" ] && kill "$sampler"
 echo "{\"lease_elapsed_s\": $(( $(date +%s) - t0 ))}"

@@ -27,8 +27,8 @@
 # so a lease with a hard limit still ends with a report of what finished.
 # With REPORT_DIR set (e.g. the device tool's $OUT), table.md and results.csv
 # are copied there, and everything else the sweep wrote except checkpoints
-# (shard logs, per-task PNGs, every cell's cell.json, run.json, results.json,
-# metrics CSVs and TensorBoard files) goes into one sweep.tar.gz beside them:
+# (shard logs, per-task PNGs, every cell's cell.json, run.json, results.json
+# and metrics CSVs; not TensorBoard files) goes into one sweep.tar.gz beside them:
 # few files, flat, as such a folder's transfer back requires.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,8 +43,6 @@ py=${PYTHON:-$(command -v python3 || command -v python)}
 mkdir -p "$workdir"
 "$py" -c "import jax, json; print(json.dumps({'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()]}))"
 start=$(date +%s)
-deadline=()
-[ -n "${DEADLINE_S:-}" ] && deadline=(timeout -s KILL "$DEADLINE_S")
 pids=()
 shard_loop() {  # i: with SHARD_MODE=any, rerun while the sweep has pending cells
     local i=$1
@@ -57,14 +55,17 @@ shard_loop() {  # i: with SHARD_MODE=any, rerun while the sweep has pending cell
     while :; do
         "$py" -m experiments.reproduce --workdir="$workdir" --shard=any \
             --set=train.progress_bar=False "$@" || return
-        tail -n 1 "$workdir/shard$i.log" | grep -q "'pending'" || return 0
+        # The harness's own summary line says whether cells were left pending.
+        grep '^sweep: ' "$workdir/shard$i.log" | tail -n 1 | grep -q "'pending'" || return 0
         sleep 15
     done
 }
+export -f shard_loop
+export py workdir shards SHARD_MODE
 for ((i = 0; i < shards; i++)); do
-    "${deadline[@]}" bash -c "$(declare -f shard_loop); py=$py workdir=$workdir \
-        shards=$shards SHARD_MODE=${SHARD_MODE:-static} shard_loop $i \"\$@\"" _ "$@" \
-        > "$workdir/shard$i.log" 2>&1 &
+    limit=()  # the deadline counts from the start, whatever the stagger below
+    [ -n "${DEADLINE_S:-}" ] && limit=(timeout -s KILL $(( DEADLINE_S - ($(date +%s) - start) )))
+    "${limit[@]}" bash -c 'shard_loop "$@"' _ "$i" "$@" > "$workdir/shard$i.log" 2>&1 &
     pids+=($!)
     [ "${SHARD_MODE:-static}" = any ] && sleep 5  # each takes the next free cell
 done
@@ -80,6 +81,9 @@ done
 if [ -n "${REPORT_DIR:-}" ]; then
     mkdir -p "$REPORT_DIR"
     cp "$workdir"/table.md "$workdir"/results.csv "$REPORT_DIR" 2> /dev/null
-    tar -C "$workdir" --exclude=checkpoints --exclude='.*lock' -czf "$REPORT_DIR/sweep.tar.gz" .
+    # TensorBoard files left out: they repeat the metrics CSVs and could push
+    # the archive past the device tool's per-file limit.
+    tar -C "$workdir" --exclude=checkpoints --exclude='.*lock' --exclude='events.out.tfevents*' \
+        -czf "$REPORT_DIR/sweep.tar.gz" .
 fi
 exit $status

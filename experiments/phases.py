@@ -258,7 +258,7 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
                 "holdout_penalty_mean": tuning.penalty_coef * jnp.mean(u)}
 
     penalty_all = _per_seed(config, jax.jit(penalty_one), (0, 0))
-    warned = []  # once per process: a log message, not training state
+    algorithm = MOPO if config.algorithm == MOPO else MB2PO
 
     def evaluate_one(val, elites, stale, scale) -> dict[str, Any]:
         result = dynamics.elite_summary(val)
@@ -273,16 +273,19 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
             validate(state, holdout), state.elites, state.stale_checks,
             penalty_all(state, holdout)))
         if config.num_seeds == 1:
-            results = [evaluate_one(val, elites, stale, scale)]
-        else:
-            results = [evaluate_one(seeds.take(val, i), elites[i], stale[i], seeds.take(scale, i))
-                       for i in range(config.num_seeds)]
-        _warn_if_penalty_dominates(results, tuning, "mopo" if config.algorithm == MOPO
-                                   else "mb2po", warned)
-        return results[0] if config.num_seeds == 1 else results
+            return evaluate_one(val, elites, stale, scale)
+        return [evaluate_one(seeds.take(val, i), elites[i], stale[i], seeds.take(scale, i))
+                for i in range(config.num_seeds)]
 
     def finalize(state: dynamics.DynamicsState) -> dynamics.DynamicsState:
-        return finalize_all(state, holdout)
+        state = finalize_all(state, holdout)
+        # Judged on the final model (its elites chosen), once per run.
+        scale = jax.device_get(penalty_all(state, holdout))
+        per_seed = [scale] if config.num_seeds == 1 else [
+            seeds.take(scale, i) for i in range(config.num_seeds)]
+        _warn_if_penalty_dominates([{k: float(v) for k, v in one.items()} for one in per_seed],
+                                   tuning, algorithm)
+        return state
 
     return Phase(
         name=DYNAMICS,
@@ -304,14 +307,12 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
     )
 
 
-def _warn_if_penalty_dominates(results: list[dict[str, Any]], tuning, section: str,
-                               warned: list) -> None:
-    """Warns (once) where lambda * u on held-out dataset rows is at least
-    their mean reward: the run goes on with the configured values."""
+def _warn_if_penalty_dominates(results: list[dict[str, Any]], tuning, section: str) -> None:
+    """Warns where lambda * u on held-out dataset rows is at least their mean
+    reward (for the worst seed): the run goes on with the configured values."""
     worst = max(results, key=lambda r: r["holdout_penalty_mean"] - r["holdout_reward_mean"])
-    if warned or worst["holdout_penalty_mean"] < worst["holdout_reward_mean"]:
+    if not worst["holdout_penalty_mean"] >= worst["holdout_reward_mean"]:
         return
-    warned.append(True)
     logger.warning(
         "dynamics: on held-out dataset rows the uncertainty penalty %s.penalty_coef x u "
         "(%s, lambda %g) averages %.3g, at least their mean reward %.3g: the conservative "

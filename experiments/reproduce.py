@@ -57,6 +57,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Callable
 
@@ -176,7 +177,11 @@ def parse_variant(text: str, base: ml_collections.ConfigDict) -> tuple[str, dict
         raise UsageError(f"--variant={text!r}: the name {name!r} must be letters, digits and "
                          f"_.+- (it names the cell directory) and not one of "
                          f"{[PRETRAIN, *ARMS]}.")
-    overrides = parse_overrides(items.split(","), base)
+    # Split only before the next FIELD=, so a tuple value like (64,64) stays whole.
+    try:
+        overrides = parse_overrides(re.split(r",(?=[A-Za-z_][\w.]*=)", items), base)
+    except UsageError as error:
+        raise UsageError(f"--variant={text!r}: {error}") from None
     for field in overrides:
         if not field.startswith(VARIANT_PREFIXES):
             raise UsageError(f"--variant={text!r}: {field} is not a field of the MB2PO arm's "
@@ -473,6 +478,12 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
     root.mkdir(parents=True, exist_ok=True)
     final_episodes = final_episodes or FINAL_EPISODES[scale]
     configs = {task: task_config(task, scale, overrides or {}, datasets or {}) for task in tasks}
+    for name in variants or {}:  # a bad value fails now, not when its first cell is reached
+        for task, config in configs.items():
+            try:
+                validate_config(table[name].build(config, root / PRETRAIN))
+            except ValueError as error:
+                raise UsageError(f"--variant={name}:... on {task}: {error}") from None
     mode = resolve_seed_programs(root, seed_programs, seeds)
     _write_sweep_file(root, tasks, seeds, arms, scale, overrides or {}, datasets or {}, mode,
                       variants or {})
@@ -585,7 +596,10 @@ def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets
              "tasks": merged("tasks", tasks), "seeds": merged("seeds", seeds),
              "arms": merged("arms", arms), "seed_programs": seed_programs,
              "variants": {**known, **variants}}
-    path.write_text(json.dumps(sweep, indent=2))
+    # Atomic: processes sharing the sweep read it at start and in every report.
+    tmp = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(sweep, indent=2))
+    tmp.replace(path)
 
 
 # --------------------------------------------------------------------- CLI
@@ -632,7 +646,7 @@ def main(argv: list[str]) -> None:
         seeds = [int(seed) for seed in f.seeds]
         overrides = parse_overrides(f.set or [], paper_config(f.tasks[0]))
         variants = dict(parse_variant(text, paper_config(f.tasks[0])) for text in f.variant or [])
-        # A defined variant runs unless --arms names the arms explicitly without it.
+        # Every variant defined on this command line runs, after the --arms.
         arms = list(dict.fromkeys([*f.arms, *variants]))
         records = run_sweep(root, list(f.tasks), seeds, arms, f.scale,
                             overrides=overrides, datasets=_parse_datasets(f.dataset or []),

@@ -371,20 +371,29 @@ def test_a_variant_arm_reuses_the_pretraining_and_applies_its_overrides(tmp_path
     variant = {r["seed"]: float(r["final_score"]) for r in rows.values() if r["arm"] == "lam0"}
     expected = np.mean([variant[s] - control[s] for s in control])
     assert f"{expected:+.1f}" == variant_row.split("|")[4].strip()
-    # Named in a later command, a recorded variant resumes without its definition.
+    # Named in a later command, a recorded variant is rebuilt from sweep.json:
+    # with its cell record gone, the cell reruns, and its finished run accepts
+    # the rebuilt config (a different one would be refused).
+    (reproduce.unit_dir(root, TASK, 1) / "lam0" / reproduce.CELL_FILE).unlink()
     assert reproduce.run_sweep(root, [TASK], SEEDS, ["lam0"], "smoke")[-1]["status"] == "done"
     with pytest.raises(UsageError, match="already has a variant 'lam0'"):
         reproduce.run_sweep(root, [TASK], SEEDS, ["lam0"], "smoke",
                             variants={"lam0": {"mb2po.penalty_coef": 0.5}})
 
 
-def test_variant_definitions_are_checked():
+def test_variant_definitions_are_checked(tmp_path: Path):
     base = paper_config(TASK)
     assert reproduce.parse_variant(
         "mopo_like:dynamics.nll_reduction=mean,dynamics.early_stopping=True", base) == (
         "mopo_like", {"dynamics.nll_reduction": "mean", "dynamics.early_stopping": True})
+    assert reproduce.parse_variant("small:dynamics.hidden_dims=(64,64),mb2po.horizon=2", base) == (
+        "small", {"dynamics.hidden_dims": (64, 64), "mb2po.horizon": 2})
     with pytest.raises(UsageError, match="NAME:FIELD=VALUE"):
         reproduce.parse_variant("lam0", base)
+    with pytest.raises(UsageError, match="valid penalties"):  # checked before anything runs
+        reproduce.run_sweep(tmp_path, [TASK], [0], ["bad"], "smoke",
+                            variants={"bad": {"mb2po.uncertainty": "nope"}})
+    assert not (tmp_path / repro_report.SWEEP_FILE).exists()
     with pytest.raises(UsageError, match="not a field of the MB2PO arm's own phases"):
         reproduce.parse_variant("lsm:awac.log_std_max=0.0", base)
     with pytest.raises(UsageError, match="the control arm matches"):
@@ -394,4 +403,4 @@ def test_variant_definitions_are_checked():
     with pytest.raises(UsageError, match="dynamics has no field"):
         reproduce.parse_variant("x:dynamics.nll_reductin=mean", base)
     with pytest.raises(UsageError, match="unknown \\['lam9'\\]"):
-        reproduce.run_sweep(Path("/nonexistent-sweep"), [TASK], [0], ["awac", "lam9"], "smoke")
+        reproduce.run_sweep(tmp_path, [TASK], [0], ["awac", "lam9"], "smoke")
