@@ -246,7 +246,7 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
     # held-out rows (lambda * u with the fine-tuning's rule, over the elites),
     # beside the reward there: a penalty as large as the reward makes almost
     # every model reward negative (docs/results.md, walker2d-mixed).
-    tuning = config.mopo if config.algorithm == MOPO else config.mb2po
+    tuning = config[config.algorithm]  # the mb2po or mopo section
     penalty_fn = get_penalty(tuning.uncertainty)
     obs_dim = data.info.obs_dim
 
@@ -258,33 +258,34 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
                 "holdout_penalty_mean": tuning.penalty_coef * jnp.mean(u)}
 
     penalty_all = _per_seed(config, jax.jit(penalty_one), (0, 0))
-    algorithm = MOPO if config.algorithm == MOPO else MB2PO
+
+    def split(tree) -> list:
+        """Host values -> one per seed (a list of one without a seed axis)."""
+        tree = jax.device_get(tree)
+        if config.num_seeds == 1:
+            return [tree]
+        return [seeds.take(tree, i) for i in range(config.num_seeds)]
+
+    def scales(state: dynamics.DynamicsState) -> list[dict[str, float]]:
+        return [{k: float(v) for k, v in one.items()} for one in split(penalty_all(state, holdout))]
 
     def evaluate_one(val, elites, stale, scale) -> dict[str, Any]:
         result = dynamics.elite_summary(val)
-        result.update({k: float(v) for k, v in scale.items()})
+        result.update(scale)
         result["elites"] = [int(i) for i in np.asarray(elites)]
         if cfg.early_stopping:
             result["stopped_early"] = bool(stale >= cfg.patience)
         return result
 
     def evaluate_model(state: dynamics.DynamicsState) -> Any:
-        val, elites, stale, scale = jax.device_get((
-            validate(state, holdout), state.elites, state.stale_checks,
-            penalty_all(state, holdout)))
-        if config.num_seeds == 1:
-            return evaluate_one(val, elites, stale, scale)
-        return [evaluate_one(seeds.take(val, i), elites[i], stale[i], seeds.take(scale, i))
-                for i in range(config.num_seeds)]
+        results = [evaluate_one(*one, scale) for one, scale in zip(
+            split((validate(state, holdout), state.elites, state.stale_checks)), scales(state))]
+        return results[0] if config.num_seeds == 1 else results
 
     def finalize(state: dynamics.DynamicsState) -> dynamics.DynamicsState:
         state = finalize_all(state, holdout)
         # Judged on the final model (its elites chosen), once per run.
-        scale = jax.device_get(penalty_all(state, holdout))
-        per_seed = [scale] if config.num_seeds == 1 else [
-            seeds.take(scale, i) for i in range(config.num_seeds)]
-        _warn_if_penalty_dominates([{k: float(v) for k, v in one.items()} for one in per_seed],
-                                   tuning, algorithm)
+        _warn_if_penalty_dominates(scales(state), tuning, config.algorithm)
         return state
 
     return Phase(

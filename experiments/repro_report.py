@@ -141,12 +141,25 @@ def lift(records: list[dict[str, Any]], task: str, key: str = "final_score",
     return mean, bootstrap_interval(diffs), seeds
 
 
+def variant_label(name: str, fields: dict[str, Any]) -> str:
+    """The label of a variant arm (MB2PO with ``fields`` overridden)."""
+    return f"AWAC+MB2PO, {name} ({', '.join(f'{k}={v}' for k, v in fields.items())})"
+
+
 def arm_labels(sweep: dict[str, Any]) -> dict[str, str]:
     """Legend and table labels: the built-in arms' and the sweep's variants'."""
-    variants = sweep.get("variants", {})
-    return {**LABELS, **{name: f"AWAC+MB2PO, {name} ("
-                         + ", ".join(f"{k}={v}" for k, v in fields.items()) + ")"
-                         for name, fields in variants.items()}}
+    return {**LABELS, **{name: variant_label(name, fields)
+                         for name, fields in sweep.get("variants", {}).items()}}
+
+
+def _lift_cells(records, task: str, arm: str) -> tuple[str, str, str, str]:
+    """A lift row's cells for ``arm`` - control: seeds paired, mean, interval,
+    per-seed differences."""
+    mean, (low, high), seeds = lift(records, task, arm=arm)
+    control, treatment = _done(records, task, CONTROL), _done(records, task, arm)
+    per_seed = ", ".join(f"{treatment[s] - control[s]:+.1f}" for s in seeds)
+    interval = "n/a (< 2 seeds)" if math.isnan(low) else f"[{low:+.1f}, {high:+.1f}]"
+    return str(len(seeds)), "n/a" if math.isnan(mean) else f"{mean:+.1f}", interval, per_seed
 
 
 def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
@@ -191,17 +204,14 @@ def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
               "| task | seeds paired | lift | 95 % bootstrap interval | per seed | dataset episodes (mean) | behaviour policy |",
               "|---|---|---|---|---|---|---|"]
     for task in tasks:
-        mean, (low, high), seeds = lift(records, task)
-        control, treatment = _done(records, task, CONTROL), _done(records, task, TREATMENT)
-        per_seed = ", ".join(f"{treatment[s] - control[s]:+.1f}" for s in seeds)
+        paired, mean, interval, per_seed = _lift_cells(records, task, TREATMENT)
         pre = [r for r in records if r["task"] == task and r["arm"] == PRETRAIN
                and r.get("dataset_episode_score") is not None]
         data_score = f"{pre[0]['dataset_episode_score']:.1f}" if pre else "n/a"
         behaviour = (f"{pre[0]['behaviour_score']:.1f}" if pre and pre[0].get("behaviour_score")
                      is not None else "n/a")
-        interval = "n/a (< 2 seeds)" if math.isnan(low) else f"[{low:+.1f}, {high:+.1f}]"
-        lines.append(f"| {task} | {len(seeds)} | {'n/a' if math.isnan(mean) else f'{mean:+.1f}'} "
-                     f"| {interval} | {per_seed} | {data_score} | {behaviour} |")
+        lines.append(f"| {task} | {paired} | {mean} | {interval} | {per_seed} | {data_score} "
+                     f"| {behaviour} |")
     variants = [arm for arm in arms if arm in sweep.get("variants", {})]
     if variants:
         lines += ["", "## Lift of each variant over the control (final scores, paired by seed)",
@@ -210,13 +220,8 @@ def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
                   "|---|---|---|---|---|---|"]
         for task in tasks:
             for arm in variants:
-                mean, (low, high), seeds = lift(records, task, arm=arm)
-                control, treatment = _done(records, task, CONTROL), _done(records, task, arm)
-                per_seed = ", ".join(f"{treatment[s] - control[s]:+.1f}" for s in seeds)
-                interval = "n/a (< 2 seeds)" if math.isnan(low) else f"[{low:+.1f}, {high:+.1f}]"
-                lines.append(f"| {task} | {labels[arm]} | {len(seeds)} | "
-                             f"{'n/a' if math.isnan(mean) else f'{mean:+.1f}'} | {interval} "
-                             f"| {per_seed} |")
+                lines.append(f"| {task} | {labels[arm]} | "
+                             + " | ".join(_lift_cells(records, task, arm)) + " |")
     commits = sorted({r["commit"] for r in records if r.get("commit")})
     fingerprints = sorted({(r["task"], r["dataset_fingerprint"][:12]) for r in records
                            if r.get("dataset_fingerprint")})

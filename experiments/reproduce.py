@@ -202,11 +202,7 @@ def variant_arm(name: str, overrides: dict[str, Any]) -> Arm:
             _assign(config, field, value)
         return config
 
-    return Arm(name, variant_label(name, overrides), build, "mb2po")
-
-
-def variant_label(name: str, overrides: dict[str, Any]) -> str:
-    return f"AWAC+MB2PO, {name} ({', '.join(f'{k}={v}' for k, v in overrides.items())})"
+    return Arm(name, repro_report.variant_label(name, overrides), build, "mb2po")
 
 
 def arm_table(variants: dict[str, dict[str, Any]] | None) -> dict[str, Arm]:
