@@ -25,8 +25,10 @@ export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/runs/minari}
 reduced=0
 [ "${1:-}" = "--reduced" ] && reduced=1
 logs=$(mktemp -d)
+# The lent image's interpreter is python3 (no plain python on its PATH).
+py=${PYTHON:-$(command -v python3 || command -v python)}
 
-python -c "import jax, json; print(json.dumps({'check': 'device', 'jax': jax.__version__, 'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()], 'reduced': bool($reduced)}))"
+"$py" -c "import jax, json; print(json.dumps({'check': 'device', 'jax': jax.__version__, 'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()], 'reduced': bool($reduced)}))"
 
 run_step() {  # name timeout_s command...
     local name=$1 limit=$2
@@ -36,29 +38,29 @@ run_step() {  # name timeout_s command...
     timeout "$limit" "$@" > "$logs/$name.out" 2> "$logs/$name.err"
     rc=$?
     grep '^{' "$logs/$name.out"
-    python -c "import json; print(json.dumps({'check': 'step', 'name': '$name', 'rc': $rc, 'seconds': round($(date +%s.%N) - $start, 1)}))"
+    "$py" -c "import json; print(json.dumps({'check': 'step', 'name': '$name', 'rc': $rc, 'seconds': round($(date +%s.%N) - $start, 1)}))"
     if [ "$rc" -ne 0 ]; then tail -n 5 "$logs/$name.err" | sed 's/^/  /'; fi
 }
 
 if [ "$reduced" -eq 1 ]; then
-    run_step awac_step 600 python benchmarks/awac_step.py --batch-size 64 --steps-per-call 2 \
+    run_step awac_step 600 "$py" benchmarks/awac_step.py --batch-size 64 --steps-per-call 2 \
         --repeats 2 --hidden 64 64 --quantiles 16 --advantage-samples 3 --dataset-size 1000 \
         --peak-size 256 --peak-repeats 3
-    run_step rollout_h1 300 python benchmarks/rollout.py --case hopper 20000 1 --repeats 1
-    run_step rollout_h5 300 python benchmarks/rollout.py --case hopper 20000 5 --repeats 1
-    run_step iteration 600 python benchmarks/rollout.py --iteration hopper --samples 20000 \
+    run_step rollout_h1 300 "$py" benchmarks/rollout.py --case hopper 20000 1 --repeats 1
+    run_step rollout_h5 300 "$py" benchmarks/rollout.py --case hopper 20000 5 --repeats 1
+    run_step iteration 600 "$py" benchmarks/rollout.py --iteration hopper --samples 20000 \
         --updates 10 --batch-size 64 --repeats 1
-    run_step seeds 300 python benchmarks/seeds.py --num-seeds 2 --batch-size 64 \
+    run_step seeds 300 "$py" benchmarks/seeds.py --num-seeds 2 --batch-size 64 \
         --steps-per-call 2 --repeats 2 --hidden 64 64 --quantiles 16 --advantage-samples 3 \
         --dataset-size 1000 --peak-size 256 --peak-repeats 3
-    run_step pipeline 400 python benchmarks/pipeline_slice.py --config=quickstart.py --seconds=180
+    run_step pipeline 400 "$py" benchmarks/pipeline_slice.py --config=quickstart.py --seconds=180
 else
-    run_step awac_step 180 python benchmarks/awac_step.py
-    run_step rollout_h1 90 python benchmarks/rollout.py --case hopper 1000000 1
-    run_step rollout_h5 90 python benchmarks/rollout.py --case hopper 1000000 5
-    run_step iteration 120 python benchmarks/rollout.py --iteration hopper
-    run_step seeds 150 python benchmarks/seeds.py --num-seeds 4
-    run_step pipeline 200 python benchmarks/pipeline_slice.py --config=hopper_mixed.py \
+    run_step awac_step 180 "$py" benchmarks/awac_step.py
+    run_step rollout_h1 90 "$py" benchmarks/rollout.py --case hopper 1000000 1
+    run_step rollout_h5 90 "$py" benchmarks/rollout.py --case hopper 1000000 5
+    run_step iteration 120 "$py" benchmarks/rollout.py --iteration hopper
+    run_step seeds 150 "$py" benchmarks/seeds.py --num-seeds 4
+    run_step pipeline 200 "$py" benchmarks/pipeline_slice.py --config=hopper_mixed.py \
         --seconds=120 --set dataset=minari:mb2po/hopper/mixed-v0
 fi
 rm -rf "$logs"
