@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from mb2po_jax import mb2po, seeds
-from mb2po_jax.model import dynamics
+from mb2po_jax.model import dynamics, simulator_check
 from mb2po_jax.model.penalties import get_penalty
 from mb2po_jax.agents import awac, sac
 from mb2po_jax.checkpoint import Checkpointer, RunMismatchError
@@ -393,6 +393,13 @@ def fine_tuning_phase(
     # The dataset is shared by the seeds. Only the model buffer is donated
     # (the agent's first state may alias ``reference``).
     step = _per_seed(config, step_parts, (0, 0, 0, 0, None, 0, 0), donate_argnums=(1,))
+    check = _simulator_check(config, data, agent, dynamics_state, algorithm)
+
+    def evaluate_state(state: mb2po.MB2POState):
+        result = evaluate_policy(act, agent.policy_params(state.agent), data.env_id,
+                                 config.eval, data.ref_scores, config.num_seeds)
+        return check(state, result)
+
     return Phase(
         name=algorithm,
         total=cfg.num_iterations,
@@ -404,9 +411,7 @@ def fine_tuning_phase(
         progress=_progress,
         advance=lambda state, c: step(state.agent, state.buffer, state.iteration,
                                       dynamics_state, dataset, _fold(config, key, c), reference),
-        evaluate=lambda state: evaluate_policy(act, agent.policy_params(state.agent),
-                                               data.env_id, config.eval, data.ref_scores,
-                                               config.num_seeds),
+        evaluate=evaluate_state,
         guard=make_critic_guard(algorithm, q_limit(config, np.asarray(data.transitions.rewards))),
         postfix=("critic_loss", "q_data_mean" if algorithm == MB2PO else "q_mean",
                  "rollout_uncertainty_mean"),
@@ -414,6 +419,49 @@ def fine_tuning_phase(
         keep_checkpoints=cfg.keep_checkpoints,
         seeds=seeds_of(config),
     )
+
+
+SIMULATOR_CHECK_ROWS = 256
+
+
+def _simulator_check(config: ml_collections.ConfigDict, data: PreparedData, agent,
+                     dynamics_state: dynamics.DynamicsState, algorithm: str):
+    """``(state, evaluation) -> evaluation`` with the model-vs-simulator scalars
+    (:mod:`mb2po_jax.model.simulator_check`) added to each seed's result, at
+    the same fixed dataset states every evaluation; the evaluation unchanged
+    where the env's states cannot be restored from observations."""
+    obs_dim = data.info.obs_dim
+    probe = simulator_check.make_probe(data.env_id, obs_dim)
+    if probe is None:
+        logging.info("No model-vs-simulator check for %s: its states cannot be restored "
+                     "from observations.", data.env_id)
+        return lambda state, result: result
+    tuning = fine_tuning_config(config, algorithm)
+    predict = simulator_check.make_model_prediction(
+        build_dynamics(config, obs_dim, data.info.act_dim), penalty_coef=tuning.penalty_coef,
+        uncertainty_rule=tuning.uncertainty)
+    observations = np.asarray(data.transitions.observations)
+    rows = np.random.default_rng(0).choice(
+        len(observations), size=min(SIMULATOR_CHECK_ROWS, len(observations)), replace=False)
+    obs, data_actions = observations[rows], np.asarray(data.transitions.actions)[rows]
+    sample = jax.jit(agent.sample_action)
+
+    def check(state: mb2po.MB2POState, result):
+        per_seed = result if config.num_seeds > 1 else [result]
+        params, dyn = agent.policy_params(state.agent), dynamics_state
+        # The same action noise at every evaluation, so changes are the policy's.
+        keys = jax.random.split(jax.random.PRNGKey(0), len(rows))
+        for i, one in enumerate(per_seed):
+            if config.num_seeds > 1:
+                params_i, dyn_i = seeds.take(params, i), seeds.take(dyn, i)
+            else:
+                params_i, dyn_i = params, dyn
+            policy_actions = np.asarray(sample(params_i, jnp.asarray(obs), keys))
+            one.update(simulator_check.check(probe, predict, dyn_i, obs, data_actions,
+                                             policy_actions))
+        return result
+
+    return check
 
 
 def mb2po_phase(

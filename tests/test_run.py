@@ -397,6 +397,23 @@ def test_dynamics_reports_the_penalty_beside_the_reward_on_held_out_rows(full_ru
     assert {"holdout_penalty_mean", "holdout_reward_mean"} <= set(header)
 
 
+def test_mb2po_evaluations_check_the_model_against_the_simulator(full_run: Path) -> None:
+    """Every MB2PO evaluation carries the model-vs-simulator scalars; at the
+    dataset's actions (a fixed model, fixed rows) they are the same each time."""
+    header, rows = _csv(full_run / "mb2po" / "metrics_eval.csv")
+    names = [f"sim_{what}_{actions}" for what in ("reward_bias", "reward_abs_error",
+                                                  "true_reward", "state_mse", "penalty",
+                                                  "termination")
+             for actions in ("policy", "data")]
+    assert set(names) <= set(header) and len(rows) >= 2
+    for row in rows:
+        assert all(np.isfinite(float(row[name])) for name in names)
+    for name in names:
+        if name.endswith("_data"):
+            assert len({row[name] for row in rows}) == 1, name
+    assert all(float(row["sim_state_mse_data"]) > 0 for row in rows)
+
+
 def test_penalty_at_least_the_reward_is_warned(caplog) -> None:
     tuning = get_base_config().mb2po
     below = [{"holdout_penalty_mean": 0.2, "holdout_reward_mean": 2.0}]
