@@ -317,10 +317,11 @@ def _warn_if_penalty_dominates(results: list[dict[str, Any]], tuning, section: s
     logger.warning(
         "dynamics: on held-out dataset rows the uncertainty penalty %s.penalty_coef x u "
         "(%s, lambda %g) averages %.3g, at least their mean reward %.3g: the conservative "
-        "MDP's rewards will be mostly negative, which teaches a policy to end episodes early "
-        "where the model can terminate, and drags Q down on real rows too. Watch "
-        "rollout_penalized_reward_mean and q_real_mean in the fine-tuning metrics; "
-        "docs/results.md shows this on walker2d-mixed. (Running on with the configured values.)",
+        "MDP's rewards will be mostly negative and Q on real rows will fall. Watch "
+        "rollout_penalized_reward_mean and q_real_mean in the fine-tuning metrics, and "
+        "sim_reward_bias_policy in its evaluations (docs/results.md, walker2d-mixed: there "
+        "a smaller lambda kept the rewards positive but did not prevent the collapse). "
+        "(Running on with the configured values.)",
         section, tuning.uncertainty, tuning.penalty_coef, worst["holdout_penalty_mean"],
         worst["holdout_reward_mean"])
 
@@ -428,12 +429,13 @@ def _simulator_check(config: ml_collections.ConfigDict, data: PreparedData, agen
                      dynamics_state: dynamics.DynamicsState, algorithm: str):
     """``(state, evaluation) -> evaluation`` with the model-vs-simulator scalars
     (:mod:`mb2po_jax.model.simulator_check`) added to each seed's result, at
-    the same fixed dataset states every evaluation; the evaluation unchanged
-    where the env's states cannot be restored from observations."""
+    the same fixed dataset states every evaluation (rows whose observation
+    holds the whole state); the evaluation unchanged where the env's states
+    cannot be restored from observations."""
     obs_dim = data.info.obs_dim
     probe = simulator_check.make_probe(data.env_id, obs_dim)
     if probe is None:
-        logging.info("No model-vs-simulator check for %s: its states cannot be restored "
+        logger.info("No model-vs-simulator check for %s: its states cannot be restored "
                      "from observations.", data.env_id)
         return lambda state, result: result
     tuning = fine_tuning_config(config, algorithm)
@@ -441,8 +443,13 @@ def _simulator_check(config: ml_collections.ConfigDict, data: PreparedData, agen
         build_dynamics(config, obs_dim, data.info.act_dim), penalty_coef=tuning.penalty_coef,
         uncertainty_rule=tuning.uncertainty)
     observations = np.asarray(data.transitions.observations)
+    candidates = np.flatnonzero(probe.restorable(observations))
+    if len(candidates) == 0:
+        logger.info("No model-vs-simulator check: no dataset row of %s can be restored "
+                     "(every one has a clipped velocity).", data.env_id)
+        return lambda state, result: result
     rows = np.random.default_rng(0).choice(
-        len(observations), size=min(SIMULATOR_CHECK_ROWS, len(observations)), replace=False)
+        candidates, size=min(SIMULATOR_CHECK_ROWS, len(candidates)), replace=False)
     obs, data_actions = observations[rows], np.asarray(data.transitions.actions)[rows]
     sample = jax.jit(agent.sample_action)
 

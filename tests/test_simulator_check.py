@@ -51,6 +51,37 @@ def test_probe_reproduces_the_env_step_from_an_observation(env_id: str) -> None:
     np.testing.assert_array_equal(out["terminated"], terminated)
 
 
+@pytest.mark.parametrize("env_id, clip", [("Hopper-v5", 10.0), ("Walker2d-v5", 10.0),
+                                           ("HalfCheetah-v5", None)])
+def test_rows_with_a_clipped_velocity_are_not_restorable(env_id: str, clip) -> None:
+    """The clip bound is read from the env; a row at the bound has lost part of
+    its state, and restoring it does not reproduce the env's step."""
+    probe = simulator_check.make_probe(env_id, 11 if env_id == "Hopper-v5" else 17)
+    try:
+        assert probe.velocity_clip == clip
+        if clip is None:
+            assert probe.restorable(np.full((2, probe.nq - 1 + probe.nv), 50.0)).all()
+            return
+        env = gym.make(env_id)
+        obs, _ = env.reset(seed=0)
+        raw = env.unwrapped
+        qvel = np.array(raw.data.qvel)
+        qvel[-1] = 25.0  # a foot spinning faster than the observation shows
+        raw.set_state(np.array(raw.data.qpos), qvel)
+        obs = raw._get_obs()
+        action = np.zeros(env.action_space.shape)
+        true_next = raw.step(action)[0]
+        env.close()
+        assert obs[-1] == pytest.approx(clip)
+        rows = np.stack([obs, np.where(np.abs(obs) >= clip, 0.0, obs)])
+        np.testing.assert_array_equal(probe.restorable(rows), [False, True])
+        # Restored, the clipped row starts from another state: a different step.
+        assert not np.allclose(probe.step(obs[None], action[None])["next_observations"][0],
+                               true_next, atol=1e-3)
+    finally:
+        probe.close()
+
+
 def test_no_probe_where_states_are_not_observations() -> None:
     # Classic control (no MuJoCo model) and a wrong observation size.
     assert simulator_check.make_probe("Pendulum-v1", 3) is None
