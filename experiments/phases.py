@@ -341,7 +341,10 @@ def fine_tuning_config(config: ml_collections.ConfigDict, algorithm: str) -> mb2
         horizon=cfg.horizon, rollout_samples=cfg.rollout_samples, penalty_coef=cfg.penalty_coef,
         uncertainty=cfg.uncertainty, block_size=cfg.block_size, batch_size=batch_size,
         omega=omega, updates_per_iteration=cfg.updates_per_iteration,
-        buffer_iterations=cfg.buffer_iterations)
+        buffer_iterations=cfg.buffer_iterations,
+        # A config stored by a run from before the field existed (experiments.evaluate
+        # rebuilds the state from it) used the paper's sampling.
+        next_state=cfg.get("next_state", "sample"))
 
 
 def build_sac(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int) -> sac.SAC:

@@ -52,6 +52,7 @@ class FineTuningConfig:
     omega: float  # fraction of dataset rows in a batch
     updates_per_iteration: int  # U
     buffer_iterations: int  # K, iterations the model buffer keeps
+    next_state: str  # "sample" (the paper's) or "mean": model_rollout.make_model_step
 
 
 @flax.struct.dataclass
@@ -200,7 +201,7 @@ def make_fine_tuning(
     cfg = config
     step_fn = model_rollout.make_model_step(
         dynamics, agent.sample_action, termination_fn, penalty_coef=cfg.penalty_coef,
-        uncertainty_rule=cfg.uncertainty, block_size=cfg.block_size)
+        uncertainty_rule=cfg.uncertainty, block_size=cfg.block_size, next_state=cfg.next_state)
     rollout_fn = model_rollout.make_rollout(step_fn, horizon=cfg.horizon,
                                             num_samples=cfg.rollout_samples)
     iteration = make_iteration(agent, rollout_fn, batch_size=cfg.batch_size, omega=cfg.omega,

@@ -132,3 +132,33 @@ def test_rollout_masks_after_termination() -> None:
 def test_rollout_rejects_samples_not_multiple_of_horizon() -> None:
     with pytest.raises(ValueError, match="multiple of"):
         rollout.make_rollout(lambda *a: None, horizon=3, num_samples=100)
+
+
+def test_next_state_mean_takes_an_elites_mean_and_sample_adds_its_noise() -> None:
+    """``next_state='mean'``: (s' - s, r) is exactly one elite's mean (the same
+    elite the sampling path picks, from the same keys); 'sample' adds that
+    elite's Gaussian noise; anything else is refused by name."""
+    dyn, state, policy, policy_params = _models(elites=[0, 2])
+    obs = jax.random.normal(jax.random.PRNGKey(2), (64, OBS_DIM))
+    sample = functools.partial(networks.sample_per_row, policy)
+    key = jax.random.PRNGKey(3)
+    by_mean = rollout.make_model_step(dyn, sample, _never, penalty_coef=1.0,
+                                      next_state="mean")(state, policy_params, obs, key)
+    sampled = rollout.make_model_step(dyn, sample, _never, penalty_coef=1.0)(
+        state, policy_params, obs, key)
+    np.testing.assert_array_equal(by_mean.actions, sampled.actions)
+    mean, logvar = dyn.predict(state, obs, by_mean.actions)  # [N, rows, D]
+    got = np.concatenate([np.asarray(by_mean.next_observations - obs),
+                          np.asarray(by_mean.model_rewards)[:, None]], axis=1)
+    elite_means = np.asarray(mean)[[0, 2]]  # [E, rows, D]
+    distance = np.abs(elite_means - got[None]).max(-1)  # [E, rows]
+    assert np.all(distance.min(0) < 1e-5)  # each row is one elite's mean
+    # The same elite with its noise: sampled - mean = sigma * z, z standard normal.
+    member = distance.argmin(0)
+    sigma = np.exp(0.5 * np.asarray(logvar)[[0, 2]])[member, np.arange(64)]
+    z = (np.concatenate([np.asarray(sampled.next_observations - obs),
+                         np.asarray(sampled.model_rewards)[:, None]], axis=1) - got) / sigma
+    assert 0.5 < z.std() < 1.5 and abs(z.mean()) < 0.3
+    np.testing.assert_allclose(by_mean.uncertainty, sampled.uncertainty, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"mb2po\.next_state='median'.*'sample', 'mean'"):
+        rollout.make_model_step(dyn, sample, _never, penalty_coef=1.0, next_state="median")

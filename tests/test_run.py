@@ -604,3 +604,17 @@ def test_extend_continues_a_finished_run_to_a_longer_one(
     shutil.copytree(full_run, copy)
     with pytest.raises(common.UsageError, match=r"\['dynamics', 'mb2po'\] phase\(s\) already started"):
         run(tiny_config(fine_tune=True, num_steps=30), copy, extend=True)
+
+
+def test_a_stored_config_from_before_next_state_rebuilds_with_the_papers_sampling() -> None:
+    """experiments.evaluate rebuilds the fine-tuning state from a checkpoint's
+    stored config, which lacks fields added later: they take the paper's value."""
+    import ml_collections
+
+    legacy = ml_collections.ConfigDict(tiny_config(fine_tune=True).to_dict())
+    del legacy.mb2po["next_state"]
+    assert "next_state" not in legacy.mb2po
+    assert phases.fine_tuning_config(legacy, "mb2po").next_state == "sample"
+    current = tiny_config(fine_tune=True)
+    current.mb2po.next_state = "mean"
+    assert phases.fine_tuning_config(current, "mb2po").next_state == "mean"

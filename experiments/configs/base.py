@@ -134,6 +134,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # u(s, a): "max_std_norm" (MOPO, the paper's text) or "max_frobenius"
     # (Algorithm 1 as printed); see mb2po_jax.model.rollout.
     config.mb2po.uncertainty = "max_std_norm"
+    # (s', r) of a model step: "sample" from a random elite's Gaussian (the
+    # paper, MOPO) or "mean" (a named deviation, docs/results.md).
+    config.mb2po.next_state = "sample"
     config.mb2po.block_size = 2048  # rollout rows per block (memory only)
     config.mb2po.eval_every = 25  # iterations
     config.mb2po.checkpoint_every = 25  # iterations; a checkpoint holds the buffer
@@ -154,6 +157,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.mopo.real_ratio = 0.05
     config.mopo.batch_size = 256
     config.mopo.uncertainty = "max_std_norm"  # MOPO's penalty
+    config.mopo.next_state = "sample"  # MOPO samples; "mean": see config.mb2po.next_state
     config.mopo.block_size = 2048
     config.mopo.eval_every = 25
     config.mopo.checkpoint_every = 25

@@ -39,6 +39,9 @@ from mb2po_jax.termination import TerminationFn
 SampleAction = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 
+NEXT_STATE_CHOICES = ("sample", "mean")
+
+
 @flax.struct.dataclass
 class StepOutput:
     """One conservative-MDP step for a block of rows (all [rows, ...])."""
@@ -60,13 +63,22 @@ def make_model_step(
     penalty_coef: float,
     uncertainty_rule: str = "max_std_norm",
     block_size: int = 2048,
+    next_state: str = "sample",
 ) -> Callable[[DynamicsState, Any, jax.Array, jax.Array], StepOutput]:
     """Returns ``step(dyn_state, policy_params, observations [B, obs], key)``.
 
     ``sample_action`` is the acting agent's (:class:`mb2po_jax.agents.Agent`);
-    ``uncertainty_rule`` names a registered penalty.
+    ``uncertainty_rule`` names a registered penalty. ``next_state``: "sample"
+    (Algorithm 1 and MOPO: (s', r) drawn from a random elite's Gaussian) or
+    "mean" (that elite's mean, MBPO's deterministic option; a named deviation
+    for ablations: the critic then bootstraps from states without the
+    model's aleatoric noise).
     """
     penalty = get_penalty(uncertainty_rule)
+    if next_state not in NEXT_STATE_CHOICES:
+        raise ValueError(f"mb2po.next_state={next_state!r}: valid choices are "
+                         f"{list(NEXT_STATE_CHOICES)} ('sample' is the paper's).")
+    noise_scale = 1.0 if next_state == "sample" else 0.0
 
     def block_step(dyn_state: DynamicsState, policy_params, obs: jax.Array, row_keys: jax.Array):
         # One key per row (not per block), so results do not depend on the
@@ -79,7 +91,7 @@ def make_model_step(
         member = jax.vmap(lambda k: jax.random.randint(k, (), 0, num_elites))(keys[:, 1])
         noise = jax.vmap(lambda k: jax.random.normal(k, (d,)))(keys[:, 2])
         pick = lambda x: jnp.take_along_axis(x, member[None, :, None], axis=0)[0]  # noqa: E731
-        sample = pick(mean) + jnp.exp(0.5 * pick(logvar)) * noise
+        sample = pick(mean) + noise_scale * jnp.exp(0.5 * pick(logvar)) * noise
         next_obs = obs + sample[:, :-1]
         reward = sample[:, -1]
         u = penalty(mean, logvar)
