@@ -455,18 +455,19 @@ def _simulator_check(config: ml_collections.ConfigDict, data: PreparedData, agen
         candidates, size=min(SIMULATOR_CHECK_ROWS, len(candidates)), replace=False)
     obs, data_actions = observations[rows], np.asarray(data.transitions.actions)[rows]
     sample = jax.jit(agent.sample_action)
+    obs_device = jnp.asarray(obs)
+    # The same action noise at every evaluation, so changes are the policy's.
+    keys = jax.random.split(jax.random.PRNGKey(0), len(rows))
 
     def check(state: mb2po.MB2POState, result):
         per_seed = result if config.num_seeds > 1 else [result]
         params, dyn = agent.policy_params(state.agent), dynamics_state
-        # The same action noise at every evaluation, so changes are the policy's.
-        keys = jax.random.split(jax.random.PRNGKey(0), len(rows))
         for i, one in enumerate(per_seed):
             if config.num_seeds > 1:
                 params_i, dyn_i = seeds.take(params, i), seeds.take(dyn, i)
             else:
                 params_i, dyn_i = params, dyn
-            policy_actions = np.asarray(sample(params_i, jnp.asarray(obs), keys))
+            policy_actions = np.asarray(sample(params_i, obs_device, keys))
             one.update(simulator_check.check(probe, predict, dyn_i, obs, data_actions,
                                              policy_actions))
         return result

@@ -89,6 +89,7 @@ def make_model_step(
         mean, logvar = mean[dyn_state.elites], logvar[dyn_state.elites]  # [E, rows, D]
         num_elites, d = mean.shape[0], mean.shape[-1]
         member = jax.vmap(lambda k: jax.random.randint(k, (), 0, num_elites))(keys[:, 1])
+        # Drawn in both modes, so "mean" picks the same member per row as "sample".
         noise = jax.vmap(lambda k: jax.random.normal(k, (d,)))(keys[:, 2])
         pick = lambda x: jnp.take_along_axis(x, member[None, :, None], axis=0)[0]  # noqa: E731
         sample = pick(mean) + noise_scale * jnp.exp(0.5 * pick(logvar)) * noise

@@ -126,9 +126,7 @@ def make_probe(env_id: str, obs_dim: int) -> SimulatorProbe | None:
     """A probe, or None where the env's states cannot be restored from observations."""
     try:
         return SimulatorProbe(env_id, obs_dim)
-    except ValueError:
-        return None
-    except gym.error.Error:  # not a registered or installable env
+    except (ValueError, gym.error.Error):  # another layout; not a registered env
         return None
 
 
@@ -174,7 +172,6 @@ def check(probe: SimulatorProbe, predict: Callable[..., dict[str, jax.Array]],
     describes). Scalars named ``sim_*_policy`` and ``sim_*_data``."""
     result = {}
     for suffix, actions in (("policy", policy_actions), ("data", data_actions)):
-        predicted = jax.device_get(predict(dyn_state, jnp.asarray(observations),
-                                           jnp.asarray(actions)))
+        predicted = jax.device_get(predict(dyn_state, observations, actions))
         result.update(compare(predicted, probe.step(observations, actions), suffix))
     return result
