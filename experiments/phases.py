@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from mb2po_jax import mb2po, seeds
-from mb2po_jax.model import dynamics, simulator_check
+from mb2po_jax.model import dynamics, simulator_check, simulator_model
 from mb2po_jax.model.penalties import get_penalty
 from mb2po_jax.agents import awac, sac
 from mb2po_jax.checkpoint import Checkpointer, RunMismatchError
@@ -383,9 +383,11 @@ def fine_tuning_phase(
     the diagnostics measure the policy's shift from."""
     cfg = config.mb2po if algorithm == MB2PO else config.mopo
     obs_dim, act_dim = data.info.obs_dim, data.info.act_dim
+    tuning = fine_tuning_config(config, algorithm)
     loop = mb2po.make_fine_tuning(
         agent, build_dynamics(config, obs_dim, act_dim), get_termination_fn(data.env_id),
-        fine_tuning_config(config, algorithm), obs_dim=obs_dim, act_dim=act_dim)
+        tuning, obs_dim=obs_dim, act_dim=act_dim,
+        **_rollout_model(cfg.get("model", "ensemble"), f"{algorithm}.model", tuning, data, agent))
     key = _key(config, _MB2PO if algorithm == MB2PO else _MOPO)
     act = policy_act(agent, config.num_seeds)
     init = lambda: _per_seed(config, loop.init, (0,))(start)  # noqa: E731
@@ -423,6 +425,36 @@ def fine_tuning_phase(
         keep_checkpoints=cfg.keep_checkpoints,
         seeds=seeds_of(config),
     )
+
+
+MODEL_CHOICES = ("ensemble", "simulator")
+
+
+def _rollout_model(model: str, field: str, tuning: mb2po.FineTuningConfig, data: PreparedData,
+                   agent) -> dict:
+    """``make_fine_tuning``'s ``model_step``/``start_pool`` for ``field``:
+    nothing for the learned ensemble (the paper), MuJoCo and the restorable
+    dataset rows for the simulator diagnostic."""
+    if model not in MODEL_CHOICES:
+        raise ValueError(f"{field}={model!r}: valid choices are {list(MODEL_CHOICES)} "
+                         "('ensemble' is the paper's).")
+    if model == "ensemble":
+        return {}
+    if tuning.horizon != 1:
+        raise ValueError(f"{field}='simulator' steps only from dataset states; the horizon "
+                         f"is {tuning.horizon}, use 1.")
+    probe = simulator_check.make_probe(data.env_id, data.info.obs_dim)
+    if probe is None:
+        raise ValueError(f"{field}='simulator': {data.env_id}'s states cannot be restored from "
+                         "its observations (not qpos[1:] + qvel). Use 'ensemble'.")
+    pool = simulator_model.restorable_start_pool(
+        probe, np.asarray(data.transitions.observations), field=field)
+    logger.info("%s='simulator' (a diagnostic, not the paper's method): rollouts step MuJoCo "
+                "from %d of %d dataset rows (the others have a clipped velocity), no penalty.",
+                field, len(pool), data.transitions.observations.shape[0])
+    return {"model_step": simulator_model.make_simulator_step(
+                probe, agent.sample_action, block_size=tuning.block_size),
+            "start_pool": pool}
 
 
 SIMULATOR_CHECK_ROWS = 256

@@ -39,6 +39,7 @@ from mb2po_jax.envs import get_termination_fn
 from mb2po_jax.metrics_logger import plot_learning_curve, read_series
 from mb2po_jax.model.dynamics import DynamicsConfig
 from mb2po_jax.model.penalties import PENALTIES
+from mb2po_jax.model.rollout import NEXT_STATE_CHOICES
 from mb2po_jax import seeds
 from mb2po_jax.transitions import to_device
 
@@ -114,6 +115,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for field, value in positive.items():
         if value < 1:
             raise _fail(field, value, "must be >= 1.")
+    if fine_tune:
+        for field, valid in (("next_state", NEXT_STATE_CHOICES), ("model", phases.MODEL_CHOICES)):
+            if mb[field] not in valid:
+                raise _fail(f"{name}.{field}", mb[field], f"valid: {list(valid)}.")
+        if mb.model == "simulator" and mb.horizon != 1:
+            raise _fail(f"{name}.horizon", mb.horizon,
+                        f"{name}.model='simulator' steps only from dataset states: use "
+                        f"{name}.horizon=1 (and {name}.rollout_samples for the start states).")
     if mopo and mb.num_iterations < 1:
         raise _fail("mopo.num_iterations", mb.num_iterations, "must be >= 1 (MOPO is the whole run).")
     if mb.num_iterations < 0:

@@ -9,6 +9,7 @@ checkpoints, instead of training again.
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import os
@@ -618,3 +619,25 @@ def test_a_stored_config_from_before_next_state_rebuilds_with_the_papers_samplin
     current = tiny_config(fine_tune=True)
     current.mb2po.next_state = "mean"
     assert phases.fine_tuning_config(current, "mb2po").next_state == "mean"
+
+
+def test_simulator_as_model_fine_tunes_on_true_transitions(full_run: Path, tmp_path: Path) -> None:
+    """mb2po.model='simulator' (a diagnostic): the same loop, its rollouts
+    stepped by MuJoCo, no penalty, from restorable dataset rows only."""
+    config = _from(full_run, tiny_config(fine_tune=True))
+    config.mb2po.model = "simulator"
+    with pytest.raises(common.UsageError, match=r"mb2po\.horizon=2.*'simulator'.*horizon=1"):
+        validate_config(config)
+    config.mb2po.horizon = 1
+    run(config, tmp_path)
+    rows = list(csv.DictReader((tmp_path / "mb2po" / "metrics_train.csv").open()))
+    learned = list(csv.DictReader((full_run / "mb2po" / "metrics_train.csv").open()))
+    assert len(rows) == len(learned) == 4
+    assert all(float(row["rollout_uncertainty_mean"]) > 0 for row in learned)
+    for row in rows:
+        assert float(row["rollout_uncertainty_mean"]) == 0.0
+        assert float(row["rollout_penalized_reward_mean"]) == float(row["rollout_model_reward_mean"])
+        assert float(row["rollout_valid_fraction"]) == 1.0
+    config.mb2po.model = "perfect"
+    with pytest.raises(common.UsageError, match=r"mb2po\.model='perfect'.*ensemble.*simulator"):
+        validate_config(config)

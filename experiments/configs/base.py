@@ -137,6 +137,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     # (s', r) of a model step: "sample" from a random elite's Gaussian (the
     # paper, MOPO) or "mean" (a named deviation, docs/results.md).
     config.mb2po.next_state = "sample"
+    # What steps the rollouts: "ensemble" (the learned model: the paper) or
+    # "simulator" (a diagnostic: MuJoCo itself, no penalty, h = 1, from dataset
+    # rows whose state the observation holds; mb2po_jax.model.simulator_model).
+    config.mb2po.model = "ensemble"
     config.mb2po.block_size = 2048  # rollout rows per block (memory only)
     config.mb2po.eval_every = 25  # iterations
     config.mb2po.checkpoint_every = 25  # iterations; a checkpoint holds the buffer
@@ -158,6 +162,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.mopo.batch_size = 256
     config.mopo.uncertainty = "max_std_norm"  # MOPO's penalty
     config.mopo.next_state = "sample"  # MOPO samples; "mean": see config.mb2po.next_state
+    config.mopo.model = "ensemble"  # "simulator": see config.mb2po.model
     config.mopo.block_size = 2048
     config.mopo.eval_every = 25
     config.mopo.checkpoint_every = 25

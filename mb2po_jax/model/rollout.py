@@ -106,13 +106,25 @@ def make_model_step(
             disagreement=jnp.linalg.norm(jnp.std(mean, axis=0), axis=-1),
         )
 
-    def step(dyn_state: DynamicsState, policy_params, observations: jax.Array, key: jax.Array):
+    return map_blocks(block_step, block_size)
+
+
+def map_blocks(block_step: Callable[..., StepOutput], block_size: int
+               ) -> Callable[[Any, Any, jax.Array, jax.Array], StepOutput]:
+    """``step(dyn_state, policy_params, observations [B, obs], key)`` from a
+    ``block_step(dyn_state, policy_params, obs [rows, obs], row_keys [rows, 2])``
+    applied to blocks of ``block_size`` rows (``lax.map``): one key per row, so
+    the result does not depend on the block size. The last block is padded
+    with copies of the last row (a valid state, for steps that run a
+    simulator) and the padding dropped."""
+
+    def step(dyn_state, policy_params, observations: jax.Array, key: jax.Array):
         rows = observations.shape[0]
         block = min(block_size, rows)
         num_blocks = -(-rows // block)
-        padded_rows = num_blocks * block
-        padded = jnp.pad(observations, ((0, padded_rows - rows), (0, 0)))
-        keys = jnp.pad(jax.random.split(key, rows), ((0, padded_rows - rows), (0, 0)))
+        pad = ((0, num_blocks * block - rows), (0, 0))
+        padded = jnp.pad(observations, pad, mode="edge")
+        keys = jnp.pad(jax.random.split(key, rows), pad, mode="edge")
         out = jax.lax.map(
             lambda xs: block_step(dyn_state, policy_params, xs[0], xs[1]),
             (padded.reshape(num_blocks, block, -1), keys.reshape(num_blocks, block, -1)),
