@@ -284,8 +284,10 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
 
     def finalize(state: dynamics.DynamicsState) -> dynamics.DynamicsState:
         state = finalize_all(state, holdout)
-        # Judged on the final model (its elites chosen), once per run.
-        _warn_if_penalty_dominates(scales(state), tuning, config.algorithm)
+        # Judged on the final model (its elites chosen), once per run; the
+        # simulator diagnostic has no penalty.
+        if config[config.algorithm].get("model", "ensemble") == "ensemble":
+            _warn_if_penalty_dominates(scales(state), tuning, config.algorithm)
         return state
 
     return Phase(
@@ -387,7 +389,7 @@ def fine_tuning_phase(
     loop = mb2po.make_fine_tuning(
         agent, build_dynamics(config, obs_dim, act_dim), get_termination_fn(data.env_id),
         tuning, obs_dim=obs_dim, act_dim=act_dim,
-        **_rollout_model(cfg.get("model", "ensemble"), f"{algorithm}.model", tuning, data, agent))
+        **_rollout_model(cfg, algorithm, tuning, data, agent))
     key = _key(config, _MB2PO if algorithm == MB2PO else _MOPO)
     act = policy_act(agent, config.num_seeds)
     init = lambda: _per_seed(config, loop.init, (0,))(start)  # noqa: E731
@@ -428,30 +430,40 @@ def fine_tuning_phase(
 
 
 MODEL_CHOICES = ("ensemble", "simulator")
+START_CHOICES = ("dataset", "restorable")
 
 
-def _rollout_model(model: str, field: str, tuning: mb2po.FineTuningConfig, data: PreparedData,
-                   agent) -> dict:
-    """``make_fine_tuning``'s ``model_step``/``start_pool`` for ``field``:
-    nothing for the learned ensemble (the paper), MuJoCo and the restorable
-    dataset rows for the simulator diagnostic."""
-    if model not in MODEL_CHOICES:
-        raise ValueError(f"{field}={model!r}: valid choices are {list(MODEL_CHOICES)} "
-                         "('ensemble' is the paper's).")
-    if model == "ensemble":
+def _rollout_model(cfg: ml_collections.ConfigDict, section: str, tuning: mb2po.FineTuningConfig,
+                   data: PreparedData, agent) -> dict:
+    """``make_fine_tuning``'s ``model_step``/``start_pool`` for ``section``
+    ('mb2po' or 'mopo'): nothing for the paper's rollouts (the learned
+    ensemble from every dataset row); with ``start_states='restorable'`` only
+    the rows whose observation holds the whole state start a rollout; with
+    ``model='simulator'`` MuJoCo steps them (a diagnostic)."""
+    # Configs stored before these fields existed used the paper's rollouts.
+    model, starts = cfg.get("model", "ensemble"), cfg.get("start_states", "dataset")
+    for field, value, valid in (("model", model, MODEL_CHOICES),
+                                ("start_states", starts, START_CHOICES)):
+        if value not in valid:
+            raise ValueError(f"{section}.{field}={value!r}: valid choices are {list(valid)}.")
+    if model == "simulator" and (tuning.horizon != 1 or starts != "restorable"):
+        raise ValueError(f"{section}.model='simulator' steps once from restorable dataset rows: "
+                         f"set {section}.horizon=1 (is {tuning.horizon}) and "
+                         f"{section}.start_states='restorable' (is {starts!r}).")
+    if starts == "dataset":
         return {}
-    if tuning.horizon != 1:
-        raise ValueError(f"{field}='simulator' steps only from dataset states; the horizon "
-                         f"is {tuning.horizon}, use 1.")
     probe = simulator_check.make_probe(data.env_id, data.info.obs_dim)
     if probe is None:
-        raise ValueError(f"{field}='simulator': {data.env_id}'s states cannot be restored from "
-                         "its observations (not qpos[1:] + qvel). Use 'ensemble'.")
+        raise ValueError(f"{section}.start_states='restorable': {data.env_id}'s states cannot be "
+                         "told from its observations (not qpos[1:] + qvel). Use 'dataset'.")
     pool = simulator_model.restorable_start_pool(
-        probe, np.asarray(data.transitions.observations), field=field)
-    logger.info("%s='simulator' (a diagnostic, not the paper's method): rollouts step MuJoCo "
-                "from %d of %d dataset rows (the others have a clipped velocity), no penalty.",
-                field, len(pool), data.transitions.observations.shape[0])
+        probe, np.asarray(data.transitions.observations), field=f"{section}.start_states")
+    logger.info("%s rollouts start from the %d of %d dataset rows without a clipped velocity; "
+                "the %s steps them (%s).", section, len(pool),
+                data.transitions.observations.shape[0], model,
+                "a diagnostic, no penalty" if model == "simulator" else "the learned model")
+    if model == "ensemble":
+        return {"start_pool": pool}
     return {"model_step": simulator_model.make_simulator_step(
                 probe, agent.sample_action, block_size=tuning.block_size),
             "start_pool": pool}

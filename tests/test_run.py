@@ -629,6 +629,9 @@ def test_simulator_as_model_fine_tunes_on_true_transitions(full_run: Path, tmp_p
     with pytest.raises(common.UsageError, match=r"mb2po\.horizon=2.*'simulator'.*horizon=1"):
         validate_config(config)
     config.mb2po.horizon = 1
+    with pytest.raises(common.UsageError, match=r"mb2po\.start_states='dataset'.*'restorable'"):
+        validate_config(config)
+    config.mb2po.start_states = "restorable"
     run(config, tmp_path)
     rows = list(csv.DictReader((tmp_path / "mb2po" / "metrics_train.csv").open()))
     learned = list(csv.DictReader((full_run / "mb2po" / "metrics_train.csv").open()))

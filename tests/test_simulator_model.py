@@ -92,6 +92,7 @@ def test_simulator_step_acts_with_the_learned_models_keys() -> None:
 
 def test_no_restorable_row_is_refused_naming_the_field() -> None:
     probe = simulator_check.make_probe("Walker2d-v5", 17)
-    with pytest.raises(ValueError, match=r"mb2po\.model='simulator'.*clip bound 10.*'ensemble'"):
-        simulator_model.restorable_start_pool(probe, np.full((3, 17), 10.0), field="mb2po.model")
+    with pytest.raises(ValueError, match=r"mb2po\.start_states: no dataset row.*clip bound 10"):
+        simulator_model.restorable_start_pool(probe, np.full((3, 17), 10.0),
+                                              field="mb2po.start_states")
     probe.close()

@@ -141,6 +141,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     # "simulator" (a diagnostic: MuJoCo itself, no penalty, h = 1, from dataset
     # rows whose state the observation holds; mb2po_jax.model.simulator_model).
     config.mb2po.model = "ensemble"
+    # Rollout start states: "dataset" (every row: the paper) or "restorable"
+    # (only rows without a clipped velocity, whose observation holds the
+    # whole state; a named deviation, and what the simulator needs).
+    config.mb2po.start_states = "dataset"
     config.mb2po.block_size = 2048  # rollout rows per block (memory only)
     config.mb2po.eval_every = 25  # iterations
     config.mb2po.checkpoint_every = 25  # iterations; a checkpoint holds the buffer
@@ -163,6 +167,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     config.mopo.uncertainty = "max_std_norm"  # MOPO's penalty
     config.mopo.next_state = "sample"  # MOPO samples; "mean": see config.mb2po.next_state
     config.mopo.model = "ensemble"  # "simulator": see config.mb2po.model
+    config.mopo.start_states = "dataset"  # see config.mb2po.start_states
     config.mopo.block_size = 2048
     config.mopo.eval_every = 25
     config.mopo.checkpoint_every = 25

@@ -80,12 +80,12 @@ def restorable_start_pool(probe: SimulatorProbe, observations: np.ndarray, *,
 
     Raises:
         ValueError: none is restorable (every row has a clipped velocity);
-            ``field`` names the config field that chose the simulator.
+            ``field`` names the config field that asked for these rows.
     """
     observations = np.asarray(observations)
     keep = probe.restorable(observations)
     if not keep.any():
-        raise ValueError(f"{field}='simulator': no dataset row can be put back into the "
-                         "simulator (every observation has a velocity at the env's clip "
-                         f"bound {probe.velocity_clip}). Use {field}='ensemble'.")
+        raise ValueError(f"{field}: no dataset row can be put back into the simulator (every "
+                         f"observation has a velocity at the env's clip bound "
+                         f"{probe.velocity_clip}).")
     return observations[keep]
