@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# hopper-mixed diagnostics (sixth session): 40 MB2PO iterations from the CPU grid's
+# seed-0 pretrained checkpoint and trained dynamics, evaluated every 10 on seeds 20000+.
+# Usage: CODE=<worktree> bash launch_hopper.sh NAME [--config.FIELD=VALUE ...]
+set -e
+name=$1; shift
+D=${DIAG_DIR:-/root/mb2po-runs/diag}
+R=${GRID:-/root/mb2po-runs/repro-cpu}/hopper-mixed/seed0
+cd ${CODE:-/root/mb2po-runs/code-diag5}
+nohup nice -n 1 python -m experiments.run --config=hopper_mixed_cpu.py --config.seed=0 \
+  --config.dataset=hopper-mixed --config.init.awac_workdir=$R/pretrain \
+  --config.init.dynamics_workdir=$R/mb2po \
+  --config.mb2po.num_iterations=40 --config.mb2po.eval_every=10 --config.mb2po.checkpoint_every=10 \
+  --config.eval.seed=20000 --config.eval.num_episodes=20 --config.train.progress_bar=False "$@" \
+  --workdir=$D/$name > $D/$name.log 2>&1 &
+echo "started $name pid $!"

@@ -1,0 +1,32 @@
+"""Fraction of saturated sampled actions (|a| > 0.99) and the policy's
+component std, at 4096 dataset states, for checkpoints given as WORKDIR:PHASE:STEP."""
+import json, sys
+import jax, jax.numpy as jnp, numpy as np, ml_collections
+from pathlib import Path
+from mb2po_jax.checkpoint import Checkpointer
+from experiments.phases import policy_agent, abstract_policy_state, AWAC
+from experiments.common import prepare_dataset
+
+data = None
+for spec in sys.argv[1:]:
+    workdir, phase, step = spec.split(":"); step = int(step)
+    with Checkpointer(Path(workdir) / "checkpoints" / phase) as ck:
+        meta = ck.restore_meta(step)
+        config = ml_collections.ConfigDict(meta["config"])
+        ds = meta["dataset"]
+        agent = policy_agent(config, phase, ds["obs_dim"], ds["act_dim"])
+        abstract = abstract_policy_state(config, phase, ds["obs_dim"], ds["act_dim"])
+        state = ck.restore(abstract, step)[0] if phase == AWAC else \
+            ck.restore_part({"agent": abstract.agent}, step)[0]["agent"]
+    if data is None:
+        data = prepare_dataset(config)
+        rows = np.random.default_rng(0).choice(len(data.transitions.observations), 4096, replace=False)
+        obs = jnp.asarray(np.asarray(data.transitions.observations)[rows])
+        acts = np.asarray(data.transitions.actions)[rows]
+        print("dataset actions: |a|>0.99 fraction", float(np.mean(np.abs(acts) > 0.99)))
+    params = agent.policy_params(state)
+    a = np.asarray(jax.jit(agent.sample_action)(params, obs, jax.random.split(jax.random.PRNGKey(0), 4096)))
+    det = np.asarray(jax.jit(agent.act)(params, obs))
+    print(spec, "sampled |a|>0.99:", round(float(np.mean(np.abs(a) > 0.99)), 3),
+          "deterministic |a|>0.99:", round(float(np.mean(np.abs(det) > 0.99)), 3),
+          "mean |a| sampled", round(float(np.mean(np.abs(a))), 3), "det", round(float(np.mean(np.abs(det))), 3))
