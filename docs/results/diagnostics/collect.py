@@ -14,6 +14,7 @@ RUNS = [  # (workdir, label, commit)
     ("s_restorable", "s_restorable (start_states=restorable)", "179df00"),
     ("s_sim_tmin", "s_sim_tmin (model=simulator; awac.target_selection=target_min)", "179df00"),
     ("d4_tmin", "d4_tmin (awac.target_selection=target_min)", "179df00"),
+    ("s_sim_alpha2", "s_sim_alpha2 (model=simulator; mb2po.alpha=2)", "179df00"),
 ] if len(sys.argv) == 1 else [tuple(x.split(":")) for x in sys.argv[1:]]  # NAME:LABEL:COMMIT
 OLD = ["run", "omega", "commit", "eval_seed", "iteration", "normalized_score", "episode_length_mean",
        "num_episodes", "q_real_mean", "log_prob_mean", "policy_shift", "sim_reward_bias_policy",
