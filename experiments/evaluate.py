@@ -30,15 +30,11 @@ from experiments.phases import (AWAC, MB2PO, MOPO, abstract_policy_state, evalua
 POLICY_PHASES = (MB2PO, MOPO, AWAC)  # fine-tuned first
 
 
-def evaluate_checkpoint(
-    workdir: str | Path,
-    *,
-    phase: str | None = None,
-    step: int | None = None,
-    num_episodes: int | None = None,
-    seed: int | None = None,
-) -> dict[str, Any]:
-    """Restores a policy checkpoint of ``workdir`` and evaluates it."""
+def restore_policy(workdir: str | Path, *, phase: str | None = None, step: int | None = None):
+    """The agent and its state from a policy checkpoint of ``workdir``.
+
+    Returns ``(agent, agent_state, config, meta, phase, step)``; ``phase``
+    defaults to the last policy phase run, ``step`` to the latest checkpoint."""
     root = Path(workdir).expanduser() / "checkpoints"
     if phase is not None and phase not in POLICY_PHASES:
         raise UsageError(f"--phase={phase!r}: valid phases: {list(POLICY_PHASES)}.")
@@ -71,6 +67,20 @@ def evaluate_checkpoint(
             # Only the agent: a fine-tuning checkpoint also holds the model
             # buffer (11-17 GB at paper scale), which evaluation never reads.
             agent_state = checkpointer.restore_part({"agent": abstract.agent}, step)[0]["agent"]
+    return agent, agent_state, config, meta, phase, step
+
+
+def evaluate_checkpoint(
+    workdir: str | Path,
+    *,
+    phase: str | None = None,
+    step: int | None = None,
+    num_episodes: int | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Restores a policy checkpoint of ``workdir`` and evaluates it."""
+    agent, agent_state, config, meta, phase, step = restore_policy(workdir, phase=phase, step=step)
+    dataset = meta["dataset"]
     if num_episodes is not None:
         config.eval.num_episodes = num_episodes
     if seed is not None:

@@ -5,25 +5,17 @@ discounted Monte-Carlo return of the same policy (sampled actions, a0 first),
 Usage: python mc_vs_q.py WORKDIR:PHASE:STEP ..."""
 import json, sys
 import gymnasium as gym
-import jax, jax.numpy as jnp, numpy as np, ml_collections
-from pathlib import Path
-from mb2po_jax.checkpoint import Checkpointer
+import jax, jax.numpy as jnp, numpy as np
 from mb2po_jax.model.simulator_check import SimulatorProbe
-from experiments.phases import policy_agent, abstract_policy_state, AWAC
+from experiments.evaluate import restore_policy
 from experiments.common import prepare_dataset
 
 N, T, GAMMA = 64, 500, 0.99
 data = probe = None
 for spec in sys.argv[1:]:
     workdir, phase, step = spec.split(":"); step = int(step)
-    with Checkpointer(Path(workdir) / "checkpoints" / phase) as ck:
-        meta = ck.restore_meta(step)
-        config = ml_collections.ConfigDict(meta["config"])
-        ds = meta["dataset"]
-        agent = policy_agent(config, phase, ds["obs_dim"], ds["act_dim"])
-        abstract = abstract_policy_state(config, phase, ds["obs_dim"], ds["act_dim"])
-        state = ck.restore(abstract, step)[0] if phase == AWAC else \
-            ck.restore_part({"agent": abstract.agent}, step)[0]["agent"]
+    agent, state, config, meta, _, _ = restore_policy(workdir, phase=phase, step=step)
+    ds = meta["dataset"]
     if data is None:
         data = prepare_dataset(config)
         probe = SimulatorProbe(meta["env_id"], ds["obs_dim"])

@@ -1,23 +1,15 @@
 """Fraction of saturated sampled actions (|a| > 0.99) and the policy's
 component std, at 4096 dataset states, for checkpoints given as WORKDIR:PHASE:STEP."""
-import json, sys
-import jax, jax.numpy as jnp, numpy as np, ml_collections
-from pathlib import Path
-from mb2po_jax.checkpoint import Checkpointer
-from experiments.phases import policy_agent, abstract_policy_state, AWAC
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from experiments.evaluate import restore_policy
 from experiments.common import prepare_dataset
 
 data = None
 for spec in sys.argv[1:]:
     workdir, phase, step = spec.split(":"); step = int(step)
-    with Checkpointer(Path(workdir) / "checkpoints" / phase) as ck:
-        meta = ck.restore_meta(step)
-        config = ml_collections.ConfigDict(meta["config"])
-        ds = meta["dataset"]
-        agent = policy_agent(config, phase, ds["obs_dim"], ds["act_dim"])
-        abstract = abstract_policy_state(config, phase, ds["obs_dim"], ds["act_dim"])
-        state = ck.restore(abstract, step)[0] if phase == AWAC else \
-            ck.restore_part({"agent": abstract.agent}, step)[0]["agent"]
+    agent, state, config, meta, _, _ = restore_policy(workdir, phase=phase, step=step)
+    ds = meta["dataset"]
     if data is None:
         data = prepare_dataset(config)
         rows = np.random.default_rng(0).choice(len(data.transitions.observations), 4096, replace=False)
