@@ -15,7 +15,11 @@ RUNS = [  # (workdir, label, commit)
     ("s_sim_tmin", "s_sim_tmin (model=simulator; awac.target_selection=target_min)", "179df00"),
     ("d4_tmin", "d4_tmin (awac.target_selection=target_min)", "179df00"),
     ("s_sim_alpha2", "s_sim_alpha2 (model=simulator; mb2po.alpha=2)", "179df00"),
-] if len(sys.argv) == 1 else [tuple(x.split(":")) for x in sys.argv[1:]]  # NAME:LABEL:COMMIT
+    ("b100", "b100 (mb2po.buffer_iterations=100; the paper's K)", "179df00"),
+    ("s_sim_b100", "s_sim_b100 (model=simulator; buffer_iterations=100)", "179df00"),
+    ("bc_self", "bc_self (mb2po.alpha=1e6; weights about 1; self-imitation)", "179df00"),
+    ("frozen_critic", "frozen_critic (awac.critic_lr=0 in fine-tuning)", "179df00"),
+] if len(sys.argv) == 1 else [(x.split(":", 1)[0], *x.split(":", 1)[1].rsplit(":", 1)) for x in sys.argv[1:]]  # NAME:LABEL:COMMIT
 OLD = ["run", "omega", "commit", "eval_seed", "iteration", "normalized_score", "episode_length_mean",
        "num_episodes", "q_real_mean", "log_prob_mean", "policy_shift", "sim_reward_bias_policy",
        "sim_reward_abs_error_policy", "sim_state_mse_policy", "sim_state_mse_data",
