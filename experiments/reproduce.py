@@ -162,6 +162,13 @@ ARMS: dict[str, Arm] = {
 # checkpoint is shared, so fields of pretraining cannot vary, and the control's
 # update count must stay the MB2PO arm's.
 VARIANT_PREFIXES = ("mb2po.", "dynamics.")
+# AWAC fields fine-tuning reads as its update rule (mb2po.alpha replaces
+# awac.alpha there). They leave the networks' shapes and outputs alone, so the
+# shared pretrained checkpoint restores unchanged; e.g. awac.critic_lr=0.0
+# freezes the pretrained critic during MB2PO (docs/results.md, seventh session).
+FINE_TUNING_AWAC_FIELDS = ("awac.critic_lr", "awac.policy_lr", "awac.tau", "awac.discount",
+                           "awac.target_selection", "awac.max_weight",
+                           "awac.num_advantage_samples", "awac.policy_weight_decay")
 MATCHED_FIELDS = ("mb2po.num_iterations", "mb2po.updates_per_iteration")
 _VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -183,11 +190,13 @@ def parse_variant(text: str, base: ml_collections.ConfigDict) -> tuple[str, dict
     except UsageError as error:
         raise UsageError(f"--variant={text!r}: {error}") from None
     for field in overrides:
-        if not field.startswith(VARIANT_PREFIXES):
+        if not field.startswith(VARIANT_PREFIXES) and field not in FINE_TUNING_AWAC_FIELDS:
             raise UsageError(f"--variant={text!r}: {field} is not a field of the MB2PO arm's "
-                             f"own phases ({', '.join(p + '*' for p in VARIANT_PREFIXES)}); the "
-                             f"pretrained checkpoint is shared by every arm, so vary "
-                             f"pretraining with --set on another --workdir.")
+                             f"own phases ({', '.join(p + '*' for p in VARIANT_PREFIXES)}, or "
+                             f"the AWAC update rule fine-tuning uses: "
+                             f"{', '.join(FINE_TUNING_AWAC_FIELDS)}); the pretrained "
+                             f"checkpoint is shared by every arm, so vary pretraining with "
+                             f"--set on another --workdir.")
         if field in MATCHED_FIELDS:
             raise UsageError(f"--variant={text!r}: {field} sets how many updates fine-tuning "
                              f"makes, which the control arm matches for the whole sweep; "

@@ -381,6 +381,37 @@ def test_a_variant_arm_reuses_the_pretraining_and_applies_its_overrides(tmp_path
                             variants={"lam0": {"mb2po.penalty_coef": 0.5}})
 
 
+def test_a_variant_can_freeze_the_pretrained_critic(tmp_path: Path, sweep: Path):
+    """An AWAC update-rule field as a variant acts on the MB2PO arm only:
+    awac.critic_lr=0 leaves the critic exactly as pretrained through all of
+    fine-tuning while the policy still moves (the seventh session's control)."""
+    import shutil
+
+    import jax
+
+    from experiments.evaluate import restore_policy
+
+    root = tmp_path / "sweep"
+    shutil.copytree(sweep, root)
+    name, overrides = reproduce.parse_variant("frozen:awac.critic_lr=0.0", paper_config(TASK))
+    records = reproduce.run_sweep(root, [TASK], [0], [name], "smoke", variants={name: overrides})
+    assert [r["status"] for r in records if r["arm"] == name] == ["done"]
+    unit = reproduce.unit_dir(root, TASK, 0)
+    pre = restore_policy(unit / reproduce.PRETRAIN, phase="awac")[1]
+    for arm, frozen in ((name, True), ("mb2po", False)):
+        _, state, config, _, _, step = restore_policy(unit / arm, phase="mb2po")
+        assert step == config.mb2po.num_iterations
+        same = jax.tree_util.tree_map(lambda a, b: bool(np.array_equal(a, b)),
+                                      pre.critic_params, state.critic_params)
+        assert all(jax.tree_util.tree_leaves(same)) == frozen, arm
+        moved = jax.tree_util.tree_map(lambda a, b: bool(np.array_equal(a, b)),
+                                       pre.policy_params, state.policy_params)
+        assert not all(jax.tree_util.tree_leaves(moved)), arm
+    # The control arm of the same unit was not touched by the variant.
+    control = json.loads((unit / "awac" / "run.json").read_text())["config"]
+    assert control["awac"]["critic_lr"] == paper_config(TASK).awac.critic_lr
+
+
 def test_variant_definitions_are_checked(tmp_path: Path):
     base = paper_config(TASK)
     assert reproduce.parse_variant(
@@ -394,8 +425,17 @@ def test_variant_definitions_are_checked(tmp_path: Path):
         reproduce.run_sweep(tmp_path, [TASK], [0], ["bad"], "smoke",
                             variants={"bad": {"mb2po.uncertainty": "nope"}})
     assert not (tmp_path / repro_report.SWEEP_FILE).exists()
-    with pytest.raises(UsageError, match="not a field of the MB2PO arm's own phases"):
-        reproduce.parse_variant("lsm:awac.log_std_max=0.0", base)
+    # The AWAC update rule fine-tuning reads may vary (the checkpoint restores
+    # unchanged); the networks' fields, and AWAC's own temperature (mb2po.alpha
+    # replaces it in fine-tuning), may not.
+    assert reproduce.parse_variant("frozen:awac.critic_lr=0.0,awac.target_selection=target_min",
+                                   base) == (
+        "frozen", {"awac.critic_lr": 0.0, "awac.target_selection": "target_min"})
+    for refused in ("lsm:awac.log_std_max=0.0", "wide:awac.hidden_dims=(64,64)",
+                    "t2:awac.alpha=2.0", "longer:awac.num_steps=10"):
+        with pytest.raises(UsageError, match="not a field of the MB2PO arm's own phases.*"
+                                             "awac.critic_lr"):
+            reproduce.parse_variant(refused, base)
     with pytest.raises(UsageError, match="the control arm matches"):
         reproduce.parse_variant("long:mb2po.num_iterations=400", base)
     with pytest.raises(UsageError, match="must be letters"):
