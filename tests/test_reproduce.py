@@ -404,9 +404,9 @@ def test_a_variant_can_freeze_the_pretrained_critic(tmp_path: Path, sweep: Path)
         same = jax.tree_util.tree_map(lambda a, b: bool(np.array_equal(a, b)),
                                       pre.critic_params, state.critic_params)
         assert all(jax.tree_util.tree_leaves(same)) == frozen, arm
-        moved = jax.tree_util.tree_map(lambda a, b: bool(np.array_equal(a, b)),
-                                       pre.policy_params, state.policy_params)
-        assert not all(jax.tree_util.tree_leaves(moved)), arm
+        unchanged = jax.tree_util.tree_map(lambda a, b: bool(np.array_equal(a, b)),
+                                           pre.policy_params, state.policy_params)
+        assert not all(jax.tree_util.tree_leaves(unchanged)), arm
     # The control arm of the same unit was not touched by the variant.
     control = json.loads((unit / "awac" / "run.json").read_text())["config"]
     assert control["awac"]["critic_lr"] == paper_config(TASK).awac.critic_lr

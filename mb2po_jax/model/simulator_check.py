@@ -94,6 +94,13 @@ class SimulatorProbe:
         velocities = np.abs(np.asarray(observations)[:, self.nq - 1:])
         return np.all(velocities < self.velocity_clip * (1 - 1e-6), axis=1)
 
+    def restore(self, env: gym.Env, observation: np.ndarray) -> None:
+        """Puts ``env`` (this env id, unwrapped) into the state ``observation``
+        [obs_dim] holds: x position 0 (the observation omits it; these robots'
+        dynamics do not depend on it), ``qpos[1:]`` and ``qvel`` as observed."""
+        obs = np.asarray(observation, np.float64)
+        env.set_state(np.concatenate([[0.0], obs[: self.nq - 1]]), obs[self.nq - 1:])
+
     def step(self, observations: np.ndarray, actions: np.ndarray) -> dict[str, np.ndarray]:
         """True one-step outcomes from each (s, a).
 
@@ -108,8 +115,7 @@ class SimulatorProbe:
         next_obs, rewards, terminated = [], [], []
         for obs, action in zip(np.asarray(observations, np.float64),
                                np.asarray(actions, np.float64)):
-            qpos = np.concatenate([[0.0], obs[: self.nq - 1]])
-            raw.set_state(qpos, obs[self.nq - 1:])
+            self.restore(raw, obs)
             o, r, term, _, _ = raw.step(action)
             next_obs.append(o)
             rewards.append(r)

@@ -9,15 +9,13 @@ Usage: python q_along_episodes.py EPISODES WORKDIR:PHASE:STEP ..."""
 import json, sys
 import gymnasium as gym
 import jax, jax.numpy as jnp, numpy as np
-from experiments.evaluate import restore_policy
+from diag_common import checkpoints
 
 GAMMA, SEED = 0.99, 20000
 BINS = [(0, 10), (10, 50), (50, 150), (150, 10**9)]  # steps before the fall
 
 episodes = int(sys.argv[1])
-for spec in sys.argv[2:]:
-    workdir, phase, step = spec.split(":")
-    agent, state, config, meta, _, _ = restore_policy(workdir, phase=phase, step=int(step))
+for spec, agent, state, config, meta in checkpoints(sys.argv[2:]):
     params = agent.policy_params(state)
     sample, q = jax.jit(agent.sample_action), jax.jit(agent.q_value)
     envs = [gym.make(meta["env_id"]) for _ in range(episodes)]

@@ -9,11 +9,8 @@ noise leaves, the correlation between the first and the second rollout's G.
 The AWR step on model rows at h = 1 sees exactly these (s, a_k) and their Q.
 Usage: python q_ranking.py WORKDIR:PHASE:STEP ..."""
 import json, sys
-import gymnasium as gym
 import jax, jax.numpy as jnp, numpy as np
-from mb2po_jax.model.simulator_check import SimulatorProbe
-from experiments.evaluate import restore_policy
-from experiments.common import prepare_dataset
+from diag_common import checkpoints, make_envs, play, restorable_starts
 
 S, K, R, T, GAMMA = 48, 8, 2, 500, 0.99
 
@@ -24,20 +21,12 @@ def corr(x, y):
     return float((x * y).sum() / d) if d > 0 else 0.0
 
 
-data = probe = None
-for spec in sys.argv[1:]:
-    workdir, phase, step = spec.split(":")
-    agent, state, config, meta, _, _ = restore_policy(workdir, phase=phase, step=int(step))
-    if data is None:
-        data = prepare_dataset(config)
-        probe = SimulatorProbe(meta["env_id"], meta["dataset"]["obs_dim"])
-        obs_all = np.asarray(data.transitions.observations)
-        ok = np.flatnonzero(probe.restorable(obs_all))
-        starts = obs_all[np.random.default_rng(0).choice(ok, S, replace=False)]
-        n = S * K * R
-        envs = [gym.make(meta["env_id"]).unwrapped for _ in range(n)]
-        for e in envs:
-            e.reset(seed=0)
+probe = None
+n = S * K * R
+for spec, agent, state, config, meta in checkpoints(sys.argv[1:]):
+    if probe is None:
+        probe, starts = restorable_starts(config, meta, S)
+        envs = make_envs(meta["env_id"], n)
     params = agent.policy_params(state)
     sample = jax.jit(agent.sample_action)
     key = jax.random.PRNGKey(3)
@@ -46,31 +35,21 @@ for spec in sys.argv[1:]:
     key, sub = jax.random.split(key)
     actions = np.asarray(sample(params, jnp.asarray(rep), jax.random.split(sub, S * K)))
     q0 = np.asarray(agent.q_value(state, jnp.asarray(rep), jnp.asarray(actions)))  # [S*K]
-    obs = np.repeat(rep, R, axis=0)  # [S*K*R, obs], rollout-minor
-    first = np.repeat(actions, R, axis=0)
-    for e, o in zip(envs, obs):
-        e.set_state(np.concatenate([[0.0], o[:probe.nq - 1]]), o[probe.nq - 1:])
-    ret, disc, alive = np.zeros(n), np.ones(n), np.ones(n, bool)
-    for t in range(T):
+    first = np.repeat(actions, R, axis=0)  # rollout-minor, as the starts below
+    keys_left = [key]
+
+    def act(t, obs):
         if t == 0:
-            a = first
-        else:
-            # Common random numbers: the K actions of a state share rollout r's
-            # policy keys, so their returns differ by the first action's effect
-            # and not by the later sampling noise.
-            key, sub = jax.random.split(key)
-            keys = jax.random.split(sub, S * R).reshape(S, 1, R, 2)
-            keys = jnp.broadcast_to(keys, (S, K, R, 2)).reshape(n, 2)
-            a = np.asarray(sample(params, jnp.asarray(obs), keys))
-        for i, e in enumerate(envs):
-            if not alive[i]:
-                continue
-            o, r, term, _, _ = e.step(a[i])
-            ret[i] += disc[i] * r; disc[i] *= GAMMA; obs[i] = o
-            if term:
-                alive[i] = False
-        if not alive.any():
-            break
+            return first
+        # Common random numbers: the K actions of a state share rollout r's
+        # policy keys, so their returns differ by the first action's effect
+        # and not by the later sampling noise.
+        keys_left[0], sub = jax.random.split(keys_left[0])
+        keys = jax.random.split(sub, S * R).reshape(S, 1, R, 2)
+        keys = jnp.broadcast_to(keys, (S, K, R, 2)).reshape(n, 2)
+        return np.asarray(sample(params, jnp.asarray(obs), keys))
+
+    ret, alive, _ = play(envs, probe, np.repeat(rep, R, axis=0), act, T, GAMMA)
     g = ret.reshape(S, K, R)
     q = q0.reshape(S, K)
     c_q = [corr(q[s], g[s].mean(1)) for s in range(S)]

@@ -2,14 +2,11 @@
 component std, at 4096 dataset states, for checkpoints given as WORKDIR:PHASE:STEP."""
 import sys
 import jax, jax.numpy as jnp, numpy as np
-from experiments.evaluate import restore_policy
 from experiments.common import prepare_dataset
+from diag_common import checkpoints
 
 data = None
-for spec in sys.argv[1:]:
-    workdir, phase, step = spec.split(":"); step = int(step)
-    agent, state, config, meta, _, _ = restore_policy(workdir, phase=phase, step=step)
-    ds = meta["dataset"]
+for spec, agent, state, config, meta in checkpoints(sys.argv[1:]):
     if data is None:
         data = prepare_dataset(config)
         rows = np.random.default_rng(0).choice(len(data.transitions.observations), 4096, replace=False)
