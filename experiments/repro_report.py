@@ -14,8 +14,8 @@ noisy evaluations, reported because papers often report it.
 The lift is MB2PO's final score minus the control's, paired by seed (both
 arms start from the same pretrained checkpoint); its 95 % interval is a
 percentile bootstrap over seeds of the mean paired difference. A sweep's
-variants (MB2PO arms with overrides, ``--variant``) get the same lift over the
-control in a table of their own.
+variants (MB2PO arms with overrides, ``--variant``) and the ``mopo`` arm (MOPO
+from scratch) get the same lift over the control in a table of their own.
 """
 
 from __future__ import annotations
@@ -32,9 +32,18 @@ from mb2po_jax.metrics_logger import read_series
 
 SWEEP_FILE, RESULTS_FILE, TABLE_FILE = "sweep.json", "results.csv", "table.md"
 CELL_FILE = "cell.json"
-CONTROL, TREATMENT, PRETRAIN = "awac", "mb2po", "pretrain"
+CONTROL, TREATMENT, PRETRAIN, MOPO = "awac", "mb2po", "pretrain", "mopo"
 LABELS = {PRETRAIN: "AWAC pretrained", CONTROL: "AWAC continued (control)",
-          TREATMENT: "AWAC+MB2PO"}
+          TREATMENT: "AWAC+MB2PO", MOPO: "MOPO (from scratch)"}
+# Paper Table 1's MOPO column (mean, std; from MOPO's paper), where it has one.
+PAPER_MOPO = {
+    "halfcheetah-random": (31.9, 2.8), "hopper-random": (13.3, 1.6),
+    "walker2d-random": (13.0, 2.6), "halfcheetah-medium": (40.2, 2.7),
+    "hopper-medium": (26.5, 3.7), "walker2d-medium": (14.0, 10.1),
+    "halfcheetah-medium-expert": (57.9, 24.8), "hopper-medium-expert": (51.7, 42.9),
+    "walker2d-medium-expert": (55.0, 19.1), "halfcheetah-mixed": (54.0, 2.6),
+    "hopper-mixed": (92.5, 6.3), "walker2d-mixed": (42.7, 8.3),
+}
 # Paper Table 1 (AWAC, AWAC+MB2PO), D4RL datasets, 4 seeds: mean, std.
 PAPER_TABLE_1 = {
     "halfcheetah-random": ((18.8, 1.5), (25.5, 1.1)),
@@ -198,6 +207,8 @@ def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
                 paper_cell = f"AWAC {paper[0][0]} ± {paper[0][1]}"
             elif paper and arm == TREATMENT:
                 paper_cell = f"AWAC+MB2PO {paper[1][0]} ± {paper[1][1]}"
+            elif arm == MOPO and task in PAPER_MOPO:
+                paper_cell = f"MOPO {PAPER_MOPO[task][0]} ± {PAPER_MOPO[task][1]}"
             lines.append(f"| {task} | {labels.get(arm, arm)} | {len(final)} | {_mean_std(list(final.values()))} "
                          f"| {_mean_std(list(best.values()))} | {other} | {paper_cell} |")
     lines += ["", "## Lift: MB2PO − control (final scores, paired by seed)", "",
@@ -212,10 +223,12 @@ def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
                      is not None else "n/a")
         lines.append(f"| {task} | {paired} | {mean} | {interval} | {per_seed} | {data_score} "
                      f"| {behaviour} |")
-    variants = [arm for arm in arms if arm in sweep.get("variants", {})]
+    # Variants (MB2PO with overrides) and MOPO: each against the same control.
+    variants = [arm for arm in arms if arm in sweep.get("variants", {}) or arm == MOPO]
     if variants:
         lines += ["", "## Lift of each variant over the control (final scores, paired by seed)",
-                  "", "Beside MB2PO's lift above: same control, same pretrained checkpoints.", "",
+                  "", "Beside MB2PO's lift above: same control; variants start from the same "
+                  "pretrained checkpoints, MOPO from scratch.", "",
                   "| task | variant | seeds paired | lift | 95 % bootstrap interval | per seed |",
                   "|---|---|---|---|---|---|"]
         for task in tasks:

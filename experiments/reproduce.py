@@ -10,7 +10,13 @@ and every arm starts from that checkpoint:
   many further updates (same batch size) as the MB2PO arm makes
   (``mb2po.num_iterations x mb2po.updates_per_iteration``), so a gain of
   MB2PO over it cannot be just more training;
-* ``mb2po``: AWAC+MB2PO (dynamics ensemble, then the fine-tuning iterations).
+* ``mb2po``: AWAC+MB2PO (dynamics ensemble, then the fine-tuning iterations);
+* ``mopo`` (opt-in, ``--arms=awac,mb2po,mopo``): MOPO, the paper's main
+  comparison, from scratch on the same dataset with the same dynamics and
+  rollout code (``algorithm=mopo``: SAC in the conservative MDP). It reads no
+  pretrained checkpoint; at CPU scale it makes as many updates as
+  pretraining and the control together, and the report gives its lift over
+  the control beside the variants'.
 
 More arms plug into :data:`ARMS` (a name, a label, and how the arm's config is
 derived from the task's). ``--variant=NAME:FIELD=VALUE[,FIELD=VALUE...]`` adds
@@ -136,6 +142,20 @@ def mb2po_config(task_config: ml_collections.ConfigDict, pretrain_dir: Path):
     return config
 
 
+def mopo_config(task_config: ml_collections.ConfigDict, pretrain_dir: Path):
+    """MOPO from scratch on the task's dataset (its own ``config.mopo``): a
+    peer on the same data, dynamics and rollout code, not a continuation."""
+    del pretrain_dir  # MOPO trains SAC from scratch
+    config = copy.deepcopy(task_config)
+    config.algorithm = "mopo"
+    return config
+
+
+def mopo_updates(config: ml_collections.ConfigDict) -> int:
+    """Gradient updates of a MOPO run (its whole training)."""
+    return config.mopo.num_iterations * config.mopo.updates_per_iteration
+
+
 @dataclasses.dataclass(frozen=True)
 class Arm:
     """A way to continue from the pretrained AWAC checkpoint.
@@ -145,18 +165,26 @@ class Arm:
         label: the legend and table label.
         build: ``(task config, pretrain workdir) -> the cell's run config``.
         policy_phase: the checkpoint phase holding the arm's final policy.
+        from_pretrained: whether the arm starts from the unit's pretrained
+            AWAC checkpoint (then it waits for it, and is skipped if
+            pretraining diverged); MOPO does not.
     """
 
     name: str
     label: str
     build: Callable[[ml_collections.ConfigDict, Path], ml_collections.ConfigDict]
     policy_phase: str
+    from_pretrained: bool = True
 
 
 ARMS: dict[str, Arm] = {
     "awac": Arm("awac", "AWAC continued (control)", control_config, "awac"),
     "mb2po": Arm("mb2po", "AWAC+MB2PO", mb2po_config, "mb2po"),
+    "mopo": Arm("mopo", repro_report.LABELS["mopo"], mopo_config, "mopo", from_pretrained=False),
 }
+# What a sweep runs unless --arms says otherwise (MOPO is opt-in: it is a
+# whole training run of its own, not a continuation).
+DEFAULT_ARMS = ("awac", "mb2po")
 
 # A variant is MB2PO with overrides of its own phases' fields; the pretrained
 # checkpoint is shared, so fields of pretraining cannot vary, and the control's
@@ -389,6 +417,9 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
         "finetune_updates": 0 if cell.arm == PRETRAIN else finetune_updates(config),
         "batch_size": config.awac.batch_size,
     }
+    if run_config.algorithm == "mopo":  # its whole run, none of it pretraining
+        record.update(pretrain_updates=0, finetune_updates=mopo_updates(run_config),
+                      batch_size=run_config.mopo.batch_size)
     try:
         results = run_experiment(run_config, cell.workdir)
     except TrainingDivergedError as error:
@@ -403,8 +434,8 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
     # gradient updates: AWAC logs updates; other phases log iterations.
     record["curve_phase"] = phase
     if phase != "awac":
-        record["updates_per_unit"] = run_config.mb2po.updates_per_iteration
-        record["curve_offset"] = run_config.awac.num_steps
+        record["updates_per_unit"] = run_config[phase].updates_per_iteration
+        record["curve_offset"] = 0 if phase == "mopo" else run_config.awac.num_steps
     if cell.arm == PRETRAIN:
         record.update(dataset_scores(run_config))
     record.update(status="done", periodic_episodes=run_config.eval.num_episodes)
@@ -503,12 +534,13 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
             record = pending  # its dataset is missing (logged once)
         else:
             pretrain = read_cell(cell.workdir.parent / PRETRAIN)
-            if cell.arm != PRETRAIN and pretrain and pretrain["status"] != "done":
+            waits = cell.arm != PRETRAIN and table[cell.arm].from_pretrained
+            if waits and pretrain and pretrain["status"] != "done":
                 record = {**cell.identity(), "status": "skipped",
                           "message": "pretraining diverged"}
                 cell.workdir.mkdir(parents=True, exist_ok=True)
                 _write_cell(cell.workdir, record)
-            elif cell.arm != PRETRAIN and pretrain is None:
+            elif waits and pretrain is None:
                 # Pretraining is unfinished (another process runs it): an arm
                 # must never start from a half-trained checkpoint.
                 logger.info("[%d/%d] %s: pretraining not finished (another process?), "
@@ -675,7 +707,8 @@ def main(argv: list[str]) -> None:
 def cli() -> None:
     flags.DEFINE_list("tasks", list(DEFAULT_TASKS), "Paper task names.")
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds (evaluation seeds are fixed).")
-    flags.DEFINE_list("arms", list(ARMS), f"Arms after pretraining: {list(ARMS)}.")
+    flags.DEFINE_list("arms", list(DEFAULT_ARMS), f"Arms besides pretraining: {list(ARMS)} "
+                      f"(mopo: MOPO from scratch, opt-in) or a --variant's name.")
     flags.DEFINE_enum("scale", "cpu", list(SCALES), "paper, cpu (about an hour a cell on 2 "
                       "cores) or smoke (seconds; records tiny data when a task's is missing).")
     flags.DEFINE_string("workdir", "runs/repro", "Sweep directory (cells, results, report).")

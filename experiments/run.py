@@ -196,12 +196,30 @@ def run(config: ml_collections.ConfigDict, workdir: str | Path, *,
         return _run_locked(config, workdir, extend)
 
 
+def _unused_sections(config_json: dict[str, Any]) -> tuple[str, ...]:
+    """Config sections the run's algorithm never reads. A difference there is
+    not a different experiment: e.g. a scale that gives MOPO other lengths
+    leaves an MB2PO workdir resumable."""
+    return ("awac", "mb2po") if config_json.get("algorithm") == phases.MOPO else (phases.MOPO,)
+
+
+def _check_same_run(saved: dict[str, Any], current: dict[str, Any], workdir: Path,
+                    **fingerprints) -> None:
+    """:func:`check_same_run` over the sections the current run reads (its
+    ``algorithm`` field is compared too, so switching algorithms is refused)."""
+    unused = _unused_sections(current)
+    used = lambda config: {k: v for k, v in config.items() if k not in unused}  # noqa: E731
+    check_same_run(used(saved), used(current), workdir, defaults=DEFAULTS, **fingerprints)
+
+
 def _extension(saved: dict[str, Any], current: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """The config ``saved`` with the lengths ``current`` extends; anything else
     that differs is left for :func:`check_same_run` to refuse."""
     old, new = flatten_config(saved), flatten_config(current)
     out = json.loads(json.dumps(saved))
     for field in EXTENDABLE:
+        if field.split(".")[0] in _unused_sections(current):
+            continue  # not this run's length
         if field not in old or old[field] == new.get(field):
             continue
         if new[field] < old[field]:
@@ -230,13 +248,13 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
             if extended != saved["config"]:
                 # What is left must be the same run; then the longer length
                 # becomes the workdir's.
-                check_same_run(extended, config_json, workdir, defaults=DEFAULTS)
+                _check_same_run(extended, config_json, workdir)
                 saved = {**saved, "config": extended,
                          "extended": saved.get("extended", []) + [
                              {f: flatten_config(config_json)[f] for f in EXTENDABLE}]}
                 run_path.write_text(json.dumps(saved, indent=2))
         # Config first: it needs no dataset, so a wrong command fails at once.
-        check_same_run(saved["config"], config_json, workdir, defaults=DEFAULTS)
+        _check_same_run(saved["config"], config_json, workdir)
 
     data = prepare_dataset(config)
     mopo = config.algorithm == phases.MOPO
@@ -247,9 +265,9 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
         except ValueError as error:
             raise UsageError(f"Model rollouts need a termination function: {error}") from None
     if saved is not None:
-        check_same_run(saved["config"], config_json, workdir,
-                       saved_fingerprint=saved["dataset"]["fingerprint"],
-                       current_fingerprint=data.info.fingerprint, defaults=DEFAULTS)
+        _check_same_run(saved["config"], config_json, workdir,
+                        saved_fingerprint=saved["dataset"]["fingerprint"],
+                        current_fingerprint=data.info.fingerprint)
     else:
         run_path.write_text(json.dumps(
             {"config": config_json, "dataset": data.info.to_dict(), "env_id": data.env_id},

@@ -444,3 +444,54 @@ def test_variant_definitions_are_checked(tmp_path: Path):
         reproduce.parse_variant("x:dynamics.nll_reductin=mean", base)
     with pytest.raises(UsageError, match="unknown \\['lam9'\\]"):
         reproduce.run_sweep(tmp_path, [TASK], [0], ["awac", "lam9"], "smoke")
+
+
+def test_a_mopo_arm_runs_from_scratch_beside_the_control(tmp_path: Path, sweep: Path):
+    """--arms=...,mopo adds MOPO (the paper's main comparison) on the same data:
+    only its cells run, as algorithm=mopo without the pretrained checkpoint,
+    with its own update count on the curves' axis, and the report lists it
+    with the paper's MOPO column and its lift over the control."""
+    import shutil
+
+    root = tmp_path / "sweep"
+    shutil.copytree(sweep, root)
+    ran = []
+    real_run_cell = reproduce.run_cell
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reproduce, "run_cell",
+                      lambda cell, *a: ran.append(cell.label) or real_run_cell(cell, *a))
+        records = reproduce.run_sweep(root, [TASK], SEEDS, ["awac", "mb2po", "mopo"], "smoke")
+    assert ran == [f"{TASK} seed 0 mopo", f"{TASK} seed 1 mopo"]
+    assert [r["status"] for r in records] == ["done"] * 8
+    smoke = reproduce.task_config(TASK, "smoke", {}, {})
+    updates = smoke.mopo.num_iterations * smoke.mopo.updates_per_iteration
+    for seed in SEEDS:
+        unit = reproduce.unit_dir(root, TASK, seed)
+        config = json.loads((unit / "mopo" / "run.json").read_text())["config"]
+        assert config["algorithm"] == "mopo" and not config["init"]["awac_workdir"]
+        assert (unit / "mopo" / "mopo" / "metrics_eval.csv").is_file()
+        assert not (unit / "mopo" / "awac").exists()  # no AWAC phase, nothing pretrained
+    rows = {(r["seed"], r["arm"]): r for r in _rows(root)}
+    for seed in ("0", "1"):
+        row = rows[(seed, "mopo")]
+        assert (int(row["pretrain_updates"]), int(row["finetune_updates"])) == (0, updates)
+        assert int(row["total_updates"]) == updates
+        assert int(row["batch_size"]) == smoke.mopo.batch_size
+    # Its periodic evaluations sit on the updates axis from 0 (not after pretraining).
+    cell = reproduce.read_cell(reproduce.unit_dir(root, TASK, 0) / "mopo")
+    curve = repro_report.eval_curve(reproduce.unit_dir(root, TASK, 0) / "mopo", cell)
+    assert [x for x, _ in curve] == [smoke.mopo.updates_per_iteration * i
+                                     for i in range(smoke.mopo.eval_every,
+                                                    smoke.mopo.num_iterations + 1,
+                                                    smoke.mopo.eval_every)]
+    table = (root / repro_report.TABLE_FILE).read_text()
+    mopo_row = next(line for line in table.splitlines()
+                    if line.startswith(f"| {TASK} | MOPO (from scratch) | 2 |"))
+    assert "MOPO 92.5 ± 6.3" in mopo_row  # the paper's Table 1 column
+    lift_table = table[table.index("## Lift of each variant"):]
+    lift_row = next(line for line in lift_table.splitlines()
+                    if line.startswith(f"| {TASK} | MOPO (from scratch) | 2 | "))
+    control = {s: float(rows[(s, "awac")]["final_score"]) for s in ("0", "1")}
+    mopo = {s: float(rows[(s, "mopo")]["final_score"]) for s in ("0", "1")}
+    expected = np.mean([mopo[s] - control[s] for s in control])
+    assert f"{expected:+.1f}" == lift_row.split("|")[4].strip()

@@ -644,3 +644,26 @@ def test_simulator_as_model_fine_tunes_on_true_transitions(full_run: Path, tmp_p
     config.mb2po.model = "perfect"
     with pytest.raises(common.UsageError, match=r"mb2po\.model='perfect'.*ensemble.*simulator"):
         validate_config(config)
+
+
+def test_resume_ignores_the_config_sections_the_algorithm_never_reads(tmp_path: Path) -> None:
+    """A new scale may give MOPO other lengths: an MB2PO workdir made before
+    still resumes (its run never reads config.mopo), a MOPO one is refused,
+    and a difference in what the run does read is refused as before."""
+    from experiments import run as run_module
+
+    saved = json.loads(get_base_config().to_json())
+    changed = json.loads(json.dumps(saved))
+    changed["mopo"]["num_iterations"] = saved["mopo"]["num_iterations"] // 10
+    run_module._check_same_run(saved, changed, tmp_path)  # MB2PO: config.mopo unused
+    as_mopo = lambda c: {**c, "algorithm": "mopo"}  # noqa: E731
+    with pytest.raises(RunMismatchError, match="mopo.num_iterations"):
+        run_module._check_same_run(as_mopo(saved), as_mopo(changed), tmp_path)
+    changed["awac"]["critic_lr"] = 1e-5
+    with pytest.raises(RunMismatchError, match="awac.critic_lr") as refused:
+        run_module._check_same_run(saved, changed, tmp_path)
+    assert "mopo.num_iterations" not in str(refused.value)
+    run_module._check_same_run(as_mopo(saved), as_mopo({**changed, "mopo": saved["mopo"]}),
+                               tmp_path)  # MOPO: config.awac unused
+    with pytest.raises(RunMismatchError, match="algorithm"):
+        run_module._check_same_run(saved, as_mopo(saved), tmp_path)

@@ -230,7 +230,10 @@ def cpu_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     and samples: AWAC 50k steps of batch 256 (paper 500k of 1024), dynamics
     20k steps (100k), MB2PO 200 iterations of 50k model samples and 250
     updates with a buffer of the last 20 iterations (500 x 1M samples, 1000
-    updates, K = 100). Scores are not comparable with the paper's table.
+    updates, K = 100). MOPO (``algorithm=mopo``): 100 epochs of 1000 SAC
+    updates (MOPO's reference code: 1000 epochs), as many updates as AWAC
+    pretraining and MB2PO together. Scores are not comparable with the
+    paper's table.
     """
     config.awac.num_steps = 50_000
     config.awac.batch_size = 256
@@ -241,6 +244,9 @@ def cpu_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.mb2po.buffer_iterations = 20
     config.mb2po.eval_every = 20
     config.mb2po.checkpoint_every = 20
+    config.mopo.num_iterations = 100
+    config.mopo.eval_every = 10
+    config.mopo.checkpoint_every = 10
     config.train.eval_every = 10_000
     config.train.checkpoint_every = 5_000
     return config
@@ -268,6 +274,15 @@ def smoke_scale(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     config.mb2po.block_size = 32
     config.mb2po.eval_every = 2
     config.mb2po.checkpoint_every = 2
+    config.mopo.num_iterations = 4
+    config.mopo.rollout_samples = 60
+    config.mopo.updates_per_iteration = 5
+    config.mopo.buffer_iterations = 3
+    config.mopo.batch_size = 32
+    config.mopo.block_size = 32
+    config.mopo.eval_every = 2
+    config.mopo.checkpoint_every = 2
+    config.mopo.sac.hidden_dims = (32, 32)
     config.train.steps_per_chunk = 5
     config.train.eval_every = 10
     config.train.checkpoint_every = 10
