@@ -19,6 +19,8 @@ RUNS = [  # (workdir, label, commit)
     ("s_sim_b100", "s_sim_b100 (model=simulator; buffer_iterations=100)", "179df00"),
     ("bc_self", "bc_self (mb2po.alpha=1e6; weights about 1; self-imitation)", "179df00"),
     ("frozen_critic", "frozen_critic (awac.critic_lr=0 in fine-tuning)", "179df00"),
+    ("qlr3e-5", "qlr3e-5 (awac.critic_lr=3e-5 in fine-tuning)", "35c2066"),
+    ("tau5e-4", "tau5e-4 (awac.tau=5e-4 in fine-tuning)", "35c2066"),
 ] if len(sys.argv) == 1 else [(x.split(":", 1)[0], *x.split(":", 1)[1].rsplit(":", 1)) for x in sys.argv[1:]]  # NAME:LABEL:COMMIT
 OLD = ["run", "omega", "commit", "eval_seed", "iteration", "normalized_score", "episode_length_mean",
        "num_episodes", "q_real_mean", "log_prob_mean", "policy_shift", "sim_reward_bias_policy",
