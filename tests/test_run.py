@@ -592,7 +592,7 @@ def test_extend_continues_a_finished_run_to_a_longer_one(
     saved = json.loads((workdir / "run.json").read_text())
     assert saved["config"]["awac"]["num_steps"] == 30
     assert saved["extended"] == [{"awac.num_steps": 30, "mb2po.num_iterations": 0,
-                                  "mopo.num_iterations": 1000}]
+                                  "mopo.num_iterations": longer.mopo.num_iterations}]
     assert run(longer, workdir)["returns"] == straight["returns"]  # now the workdir's length
 
     with pytest.raises(common.UsageError, match=r"only be made longer"):
