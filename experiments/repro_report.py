@@ -223,8 +223,8 @@ def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
                      is not None else "n/a")
         lines.append(f"| {task} | {paired} | {mean} | {interval} | {per_seed} | {data_score} "
                      f"| {behaviour} |")
-    # Variants (MB2PO with overrides) and MOPO: each against the same control.
-    variants = [arm for arm in arms if arm in sweep.get("variants", {}) or arm == MOPO]
+    # Every other arm (variants, MOPO) against the same control.
+    variants = [arm for arm in arms if arm not in (PRETRAIN, CONTROL, TREATMENT)]
     if variants:
         lines += ["", "## Lift of each variant over the control (final scores, paired by seed)",
                   "", "Beside MB2PO's lift above: same control; variants start from the same "

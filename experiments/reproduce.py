@@ -122,9 +122,10 @@ def _smoke_dataset(config: ml_collections.ConfigDict, task: str) -> None:
 # -------------------------------------------------------------------- arms
 
 
-def finetune_updates(config: ml_collections.ConfigDict) -> int:
-    """Gradient updates MB2PO makes after pretraining (the control matches it)."""
-    return config.mb2po.num_iterations * config.mb2po.updates_per_iteration
+def finetune_updates(config: ml_collections.ConfigDict, section: str = "mb2po") -> int:
+    """Gradient updates MB2PO makes after pretraining (the control matches
+    it); with ``section="mopo"``, a MOPO run's (its whole training)."""
+    return config[section].num_iterations * config[section].updates_per_iteration
 
 
 def control_config(task_config: ml_collections.ConfigDict, pretrain_dir: Path):
@@ -147,13 +148,8 @@ def mopo_config(task_config: ml_collections.ConfigDict, pretrain_dir: Path):
     peer on the same data, dynamics and rollout code, not a continuation."""
     del pretrain_dir  # MOPO trains SAC from scratch
     config = copy.deepcopy(task_config)
-    config.algorithm = "mopo"
+    config.algorithm = repro_report.MOPO
     return config
-
-
-def mopo_updates(config: ml_collections.ConfigDict) -> int:
-    """Gradient updates of a MOPO run (its whole training)."""
-    return config.mopo.num_iterations * config.mopo.updates_per_iteration
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,8 +174,8 @@ class Arm:
 
 
 ARMS: dict[str, Arm] = {
-    "awac": Arm("awac", "AWAC continued (control)", control_config, "awac"),
-    "mb2po": Arm("mb2po", "AWAC+MB2PO", mb2po_config, "mb2po"),
+    "awac": Arm("awac", repro_report.LABELS["awac"], control_config, "awac"),
+    "mb2po": Arm("mb2po", repro_report.LABELS["mb2po"], mb2po_config, "mb2po"),
     "mopo": Arm("mopo", repro_report.LABELS["mopo"], mopo_config, "mopo", from_pretrained=False),
 }
 # What a sweep runs unless --arms says otherwise (MOPO is opt-in: it is a
@@ -417,8 +413,8 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
         "finetune_updates": 0 if cell.arm == PRETRAIN else finetune_updates(config),
         "batch_size": config.awac.batch_size,
     }
-    if run_config.algorithm == "mopo":  # its whole run, none of it pretraining
-        record.update(pretrain_updates=0, finetune_updates=mopo_updates(run_config),
+    if run_config.algorithm == repro_report.MOPO:  # its whole run, none of it pretraining
+        record.update(pretrain_updates=0, finetune_updates=finetune_updates(run_config, "mopo"),
                       batch_size=run_config.mopo.batch_size)
     try:
         results = run_experiment(run_config, cell.workdir)
@@ -435,7 +431,7 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
     record["curve_phase"] = phase
     if phase != "awac":
         record["updates_per_unit"] = run_config[phase].updates_per_iteration
-        record["curve_offset"] = 0 if phase == "mopo" else run_config.awac.num_steps
+        record["curve_offset"] = record["pretrain_updates"]  # where the phase's updates start
     if cell.arm == PRETRAIN:
         record.update(dataset_scores(run_config))
     record.update(status="done", periodic_episodes=run_config.eval.num_episodes)

@@ -217,8 +217,9 @@ def _extension(saved: dict[str, Any], current: dict[str, Any], workdir: Path) ->
     that differs is left for :func:`check_same_run` to refuse."""
     old, new = flatten_config(saved), flatten_config(current)
     out = json.loads(json.dumps(saved))
+    unused = _unused_sections(current)
     for field in EXTENDABLE:
-        if field.split(".")[0] in _unused_sections(current):
+        if field.split(".")[0] in unused:
             continue  # not this run's length
         if field not in old or old[field] == new.get(field):
             continue

@@ -479,15 +479,12 @@ def tiny_mopo_config(source: Path):
     config = _from(source, tiny_config(fine_tune=True))
     config.init.awac_workdir = None  # MOPO has no AWAC phase
     config.algorithm = "mopo"
-    config.mopo.num_iterations = 4
+    # The smoke scale's MOPO lengths (4 epochs, buffer 3, evaluated and
+    # checkpointed every 2), with multi-step rollouts and a smaller SAC.
     config.mopo.horizon = 2
     config.mopo.rollout_samples = 64
     config.mopo.updates_per_iteration = 3
-    config.mopo.buffer_iterations = 3
     config.mopo.batch_size = 16
-    config.mopo.block_size = 32
-    config.mopo.eval_every = 2
-    config.mopo.checkpoint_every = 2
     config.mopo.sac.hidden_dims = (16, 16)
     return config
 
