@@ -66,8 +66,15 @@ COLUMNS = (
     "task", "seed", "arm", "status", "final_score", "final_score_std", "final_episodes",
     "best_periodic_score", "best_periodic_updates", "periodic_episodes", "pretrain_updates",
     "finetune_updates", "total_updates", "batch_size", "wall_seconds", "dataset", "dataset_fingerprint",
-    "num_transitions", "commit", "message", "seeds_in_program",
+    "num_transitions", "commit", "message", "seeds_in_program", "dataset_episode_score",
+    "behaviour_score",
 )
+# How results.csv's columns read back (merging CSVs from several sweeps).
+_INT_COLUMNS = {"seed", "final_episodes", "best_periodic_updates", "periodic_episodes",
+                "pretrain_updates", "finetune_updates", "total_updates", "batch_size",
+                "num_transitions", "seeds_in_program"}
+_FLOAT_COLUMNS = {"final_score", "final_score_std", "best_periodic_score", "wall_seconds",
+                  "dataset_episode_score", "behaviour_score"}
 
 
 def collect(root: Path) -> list[dict[str, Any]]:
@@ -188,8 +195,13 @@ def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
         f"makes, from the same pretrained checkpoint. Paper: Table 1 (D4RL data, paper scale; "
         f"not comparable with other data or scales).",
         "",
-        f"Overrides: `{json.dumps(sweep.get('overrides', {}))}`"
-        + (f"; datasets: `{json.dumps(sweep['datasets'])}`" if sweep.get("datasets") else ""),
+        # A merged table's overrides are its sources' (their own table.md).
+        (f"Merged from other sweeps' `results.csv` (each task's rows from one file, so "
+         f"every pair shares its pretraining): "
+         + "; ".join(f"`{path}`: {', '.join(tasks)}" for path, tasks in sweep["sources"])
+         if sweep.get("sources") else
+         f"Overrides: `{json.dumps(sweep.get('overrides', {}))}`"
+         + (f"; datasets: `{json.dumps(sweep['datasets'])}`" if sweep.get("datasets") else "")),
         "",
         "| task | arm | seeds | final | best periodic | other cells | paper |",
         "|---|---|---|---|---|---|---|",
@@ -314,3 +326,72 @@ def write_report(root: Path) -> Path:
     for task in dict.fromkeys(r["task"] for r in records):
         plot_task(records, task, root / f"{task}.png", arm_labels(sweep))
     return root / TABLE_FILE
+
+
+def read_results_csv(path: Path) -> list[dict[str, Any]]:
+    """A ``results.csv``'s rows as records (numbers parsed, empty cells None)."""
+    def parse(key: str, text: str) -> Any:
+        if text == "":
+            return None
+        if key in _INT_COLUMNS:
+            return int(float(text))
+        return float(text) if key in _FLOAT_COLUMNS else text
+    with Path(path).open(newline="") as f:
+        return [{key: parse(key, text or "") for key, text in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def merge_results(sources: list[tuple[Path, list[str] | None]],
+                  arms: Iterable[str]) -> tuple[list[dict[str, Any]], list[tuple[str, list[str]]]]:
+    """The rows of several sweeps' ``results.csv`` files, for one table.
+
+    ``sources``: (path, tasks or None for all of the file's tasks). Each task
+    is taken whole from ONE file: the lift pairs a control with an MB2PO arm
+    of the same pretraining, which another sweep (another machine, another
+    commit) does not share. Only pretraining and ``arms`` are kept. Returns the
+    records and, per file, the tasks taken from it.
+    """
+    keep = {PRETRAIN, *arms}
+    records, owner, taken = [], {}, []
+    for path, tasks in sources:
+        rows = read_results_csv(path)
+        present = list(dict.fromkeys(r["task"] for r in rows))
+        missing = [t for t in tasks or [] if t not in present]
+        if missing:
+            raise ValueError(f"--from_csv={path}: no rows for {missing}; the file has {present}.")
+        chosen = tasks or present
+        for task in chosen:
+            if task in owner:
+                raise ValueError(
+                    f"--from_csv: task {task} is in both {owner[task]} and {path}; a task's "
+                    f"rows must come from one sweep (its arms share the pretraining). Choose "
+                    f"one, e.g. --from_csv={path}:{','.join(t for t in chosen if t != task) or 'TASK'}.")
+            owner[task] = path
+            task_rows = [r for r in rows if r["task"] == task and r["arm"] in keep]
+            fingerprints = {r["dataset_fingerprint"] for r in task_rows if r.get("dataset_fingerprint")}
+            if len(fingerprints) > 1:
+                raise ValueError(f"--from_csv={path}: task {task} has rows on "
+                                 f"{len(fingerprints)} datasets ({sorted(f[:12] for f in fingerprints)}); "
+                                 f"a table compares arms on one dataset.")
+            records += task_rows
+        taken.append((str(path), chosen))
+    return records, taken
+
+
+def write_merged_report(out: Path, sources: list[tuple[Path, list[str] | None]],
+                        arms: list[str], scale: str) -> Path:
+    """``results.csv`` and ``table.md`` in ``out`` from other sweeps' rows
+    (:func:`merge_results`); the curves stay with each source sweep."""
+    out = Path(out)
+    if (out / SWEEP_FILE).is_file():
+        raise ValueError(f"--workdir={out} is a sweep directory; write a merged report to a "
+                         f"new directory, so the sweep's own report is not overwritten.")
+    records, taken = merge_results(sources, arms)
+    out.mkdir(parents=True, exist_ok=True)
+    order = {arm: i for i, arm in enumerate([PRETRAIN, CONTROL, TREATMENT])}
+    tasks = [task for _, chosen in taken for task in chosen]
+    records.sort(key=lambda r: (tasks.index(r["task"]), r["seed"], order.get(r["arm"], 99), r["arm"]))
+    write_csv(records, out / RESULTS_FILE)
+    sweep = {"scale": scale, "tasks": tasks, "arms": list(arms), "sources": taken}
+    (out / TABLE_FILE).write_text(table_markdown(records, sweep))
+    return out / TABLE_FILE

@@ -662,6 +662,19 @@ def _parse_datasets(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _parse_csv_source(text: str) -> tuple[Path, list[str] | None]:
+    """``PATH[:TASK,TASK...]`` -> (path, tasks or None for all of the file's)."""
+    path, _, tasks = text.partition(":")
+    if not Path(path).expanduser().is_file():
+        raise UsageError(f"--from_csv={text}: no file {path} (a sweep's results.csv).")
+    chosen = [task for task in tasks.split(",") if task] or None
+    unknown = [task for task in chosen or [] if task not in PAPER_MB2PO_TABLE]
+    if unknown:
+        raise UsageError(f"--from_csv={text}: unknown task {unknown}; valid: "
+                         f"{sorted(PAPER_MB2PO_TABLE)}.")
+    return Path(path).expanduser(), chosen
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -669,6 +682,14 @@ def main(argv: list[str]) -> None:
     setup_logging()
     root = Path(f.workdir).expanduser()
     try:
+        if f.from_csv and not f.report_only:
+            raise UsageError("--from_csv merges finished sweeps' results.csv into a table; it "
+                             "runs nothing, so it needs --report_only.")
+        if f.from_csv:
+            out = repro_report.write_merged_report(
+                root, [_parse_csv_source(text) for text in f.from_csv], list(f.arms), f.scale)
+            print(f"report: {out}")
+            return
         if f.report_only:
             out = repro_report.write_report(root)
             print(f"report: {out}")
@@ -727,6 +748,10 @@ def cli() -> None:
                       "consecutive seeds, an existing sweep's own choice otherwise.")
     flags.DEFINE_bool("report_only", False, "Only (re)write results.csv, table.md and the "
                       "PNGs from the finished cells.")
+    flags.DEFINE_multi_string("from_csv", None, "PATH[:TASK,TASK...]: with --report_only, "
+                              "write one table into --workdir (a new directory) from finished "
+                              "sweeps' results.csv files, each task from one file; only "
+                              "pretraining and --arms are kept (repeatable).")
     app.run(main)
 
 

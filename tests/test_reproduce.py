@@ -495,3 +495,47 @@ def test_a_mopo_arm_runs_from_scratch_beside_the_control(tmp_path: Path, sweep: 
     mopo = {s: float(rows[(s, "mopo")]["final_score"]) for s in ("0", "1")}
     expected = np.mean([mopo[s] - control[s] for s in control])
     assert f"{expected:+.1f}" == lift_row.split("|")[4].strip()
+
+
+def test_tables_merge_from_several_sweeps_csvs_one_file_per_task(tmp_path: Path):
+    def rows(task, fingerprint, scores):
+        return [{"task": task, "seed": seed, "arm": arm, "status": "done", "final_score": score,
+                 "final_episodes": 50, "dataset_fingerprint": fingerprint, "commit": "abc"}
+                for seed, arm, score in scores]
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    repro_report.write_csv(rows("hopper-mixed", "f1", [(0, "pretrain", 10.0), (0, "awac", 12.0),
+                                                       (0, "mb2po", 20.0), (1, "awac", 11.0),
+                                                       (1, "mb2po", 15.0), (1, "frozen", 9.0)]),
+                           first)
+    repro_report.write_csv(rows("hopper-mixed", "f9", [(0, "awac", 1.0), (0, "mb2po", 2.0)])
+                           + rows("walker2d-mixed", "f2", [(0, "awac", 20.0), (0, "mb2po", 3.0),
+                                                           (1, "awac", 18.0), (1, "mb2po", 4.0)]),
+                           second)
+    out = tmp_path / "merged"
+    table = repro_report.write_merged_report(
+        out, [(first, None), (second, ["walker2d-mixed"])], ["awac", "mb2po"], "cpu").read_text()
+    merged = _rows(out)
+    # hopper-mixed from the first file only (the second's hopper rows belong to
+    # another pretraining), walker2d from the second; the variant arm dropped.
+    assert [(r["task"], r["seed"], r["arm"]) for r in merged] == [
+        ("hopper-mixed", "0", "pretrain"), ("hopper-mixed", "0", "awac"),
+        ("hopper-mixed", "0", "mb2po"), ("hopper-mixed", "1", "awac"),
+        ("hopper-mixed", "1", "mb2po"), ("walker2d-mixed", "0", "awac"),
+        ("walker2d-mixed", "0", "mb2po"), ("walker2d-mixed", "1", "awac"),
+        ("walker2d-mixed", "1", "mb2po")]
+    assert "| hopper-mixed | 2 | +6.0 |" in table and "+8.0, +4.0" in table
+    assert "| walker2d-mixed | 2 | -15.5 |" in table
+    assert "frozen" not in table and str(second) in table
+    with pytest.raises(ValueError, match="walker2d-mixed is in both"):
+        repro_report.merge_results([(second, ["walker2d-mixed"]), (second, None)], ["awac"])
+    with pytest.raises(ValueError, match="no rows for"):
+        repro_report.merge_results([(first, ["walker2d-mixed"])], ["awac"])
+    mixed = tmp_path / "mixed.csv"
+    repro_report.write_csv(rows("hopper-mixed", "f1", [(0, "awac", 1.0)])
+                           + rows("hopper-mixed", "f3", [(0, "mb2po", 1.0)]), mixed)
+    with pytest.raises(ValueError, match="2 datasets"):
+        repro_report.merge_results([(mixed, None)], ["awac", "mb2po"])
+    # Never over a sweep's own report.
+    (out / repro_report.SWEEP_FILE).write_text("{}")
+    with pytest.raises(ValueError, match="sweep directory"):
+        repro_report.write_merged_report(out, [(first, None)], ["awac"], "cpu")
