@@ -326,9 +326,11 @@ def unit_dir(root: Path, task: str, seed: int, num_seeds: int = 1) -> Path:
 
 
 def plan(root: Path, tasks: list[str], seeds: list[int], arms: list[str],
-         shard: tuple[int, int] | None = (0, 1), vmap_seeds: bool = False) -> list[Cell]:
+         shard: tuple[int, int] | None = (0, 1), vmap_seeds: bool = False,
+         pretrain: bool = True) -> list[Cell]:
     """The cells of this shard, in run order: per (task, seed) unit the
-    pretraining, then each arm. Units are dealt round-robin to shards; with
+    pretraining (unless ``pretrain`` is False: no arm starts from it), then
+    each arm. Units are dealt round-robin to shards; with
     ``shard=None`` every unit is planned, and processes sharing the workdir
     divide the work as they go (a cell another process runs is locked).
     With ``vmap_seeds`` a unit is (task, all the seeds), one program."""
@@ -346,7 +348,8 @@ def plan(root: Path, tasks: list[str], seeds: list[int], arms: list[str],
     cells = []
     for task, seed, num_seeds in units:
         base = unit_dir(root, task, seed, num_seeds)
-        cells += [Cell(task, seed, arm, base / arm, num_seeds) for arm in (PRETRAIN, *arms)]
+        cells += [Cell(task, seed, arm, base / arm, num_seeds)
+                  for arm in ([PRETRAIN] if pretrain else []) + list(arms)]
     return cells
 
 
@@ -519,7 +522,9 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
     mode = resolve_seed_programs(root, seed_programs, seeds)
     _write_sweep_file(root, tasks, seeds, arms, scale, overrides or {}, datasets or {}, mode,
                       variants or {})
-    cells = plan(root, tasks, seeds, arms, shard, vmap_seeds=mode == "one")
+    # MOPO alone (from scratch) needs no AWAC pretraining.
+    cells = plan(root, tasks, seeds, arms, shard, vmap_seeds=mode == "one",
+                 pretrain=any(table[arm].from_pretrained for arm in arms))
     records, missing = [], {}
     for number, cell in enumerate(cells, 1):
         record = read_cell(cell.workdir)

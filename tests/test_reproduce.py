@@ -157,6 +157,19 @@ def test_diverged_pretraining_is_recorded_and_the_sweep_goes_on(tmp_path: Path, 
     reproduce.run_sweep(tmp_path, [TASK], [7, 8], ["awac", "mb2po"], "smoke", seed_programs="each")
 
 
+def test_mopo_alone_pretrains_nothing(tmp_path: Path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(reproduce, "run_cell",
+                        lambda cell, *a: calls.append(cell.label) or _fake_cell(cell, *a))
+    reproduce.run_sweep(tmp_path, [TASK], [0, 1], ["mopo"], "smoke", report=False,
+                        seed_programs="each")
+    assert calls == [f"{TASK} seed 0 mopo", f"{TASK} seed 1 mopo"]
+    calls.clear()  # an arm that starts from the pretraining brings it back, first
+    reproduce.run_sweep(tmp_path, [TASK], [0], ["mopo", "awac"], "smoke", report=False,
+                        seed_programs="each")
+    assert calls == [f"{TASK} seed 0 pretrain", f"{TASK} seed 0 awac"]
+
+
 def test_shards_split_units_and_cover_the_grid(tmp_path: Path):
     tasks, seeds = ["hopper-mixed", "walker2d-mixed"], [0, 1, 2]
     full = reproduce.plan(tmp_path, tasks, seeds, ["awac", "mb2po"])
