@@ -561,6 +561,15 @@ def restore_from_workdir(source: str, phase: Phase, data: PreparedData):
                     f"init.{phase.name}_workdir={source} trained num_seeds={their_seeds}, this "
                     f"run num_seeds={max(1, len(phase.seeds))}: its {phase.name} state has "
                     f"another seed axis. Use the same num_seeds (and seed) as that run.")
+            their_first = int(meta["config"].get("seed", 0))
+            if their_seeds > 1 and their_first != phase.seeds[0]:
+                # Seeds are matched by position on the axis: seed k here would
+                # start from another seed's state and be reported under k.
+                raise RunMismatchError(
+                    f"init.{phase.name}_workdir={source} trained seeds {their_first}.."
+                    f"{their_first + their_seeds - 1}, this run seeds {phase.seeds[0]}.."
+                    f"{phase.seeds[-1]}: each seed must start from its own {phase.name} state. "
+                    f"Use --config.seed={their_first}.")
             theirs = meta["dataset"]["fingerprint"]
             if theirs != data.info.fingerprint:
                 raise RunMismatchError(

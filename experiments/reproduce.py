@@ -340,6 +340,8 @@ def plan(root: Path, tasks: list[str], seeds: list[int], arms: list[str],
                              f"consecutive seeds (seed .. seed + num_seeds - 1); pass e.g. "
                              f"--seeds=0,1,2, or --seed_programs=each.")
         units = [(task, seeds[0], len(seeds)) for task in tasks]
+        for task in tasks:
+            _check_no_overlap(root, task, seeds)
     else:
         units = [(task, seed, 1) for task in tasks for seed in seeds]
     if shard is not None:
@@ -351,6 +353,22 @@ def plan(root: Path, tasks: list[str], seeds: list[int], arms: list[str],
         cells += [Cell(task, seed, arm, base / arm, num_seeds)
                   for arm in ([PRETRAIN] if pretrain else []) + list(arms)]
     return cells
+
+
+def _check_no_overlap(root: Path, task: str, seeds: list[int]) -> None:
+    """A seed group that shares seeds with another of the task's groups would
+    train those seeds twice and report them twice: refused."""
+    for other in sorted((root / task).glob("seeds*-*")):
+        match = re.fullmatch(r"seeds(\d+)-(\d+)", other.name)
+        if not match:
+            continue
+        low, high = int(match[1]), int(match[2])
+        if (low, high) != (seeds[0], seeds[-1]) and low <= seeds[-1] and seeds[0] <= high:
+            raise UsageError(
+                f"--seeds={','.join(map(str, seeds))}: {other} already holds seeds "
+                f"{low}..{high} of {task}, so seeds {max(low, seeds[0])}..{min(high, seeds[-1])} "
+                f"would run twice. Run seeds outside {low}..{high} (e.g. --seeds="
+                f"{high + 1},{high + 2}) or exactly --seeds={','.join(map(str, range(low, high + 1)))}.")
 
 
 def read_cell(cell_dir: Path) -> dict[str, Any] | None:

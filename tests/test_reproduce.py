@@ -170,6 +170,15 @@ def test_mopo_alone_pretrains_nothing(tmp_path: Path, monkeypatch):
     assert calls == [f"{TASK} seed 0 pretrain", f"{TASK} seed 0 awac"]
 
 
+def test_overlapping_seed_groups_are_refused(tmp_path: Path):
+    (tmp_path / TASK / "seeds0-2").mkdir(parents=True)
+    assert len(reproduce.plan(tmp_path, [TASK], [0, 1, 2], ["awac"], vmap_seeds=True)) == 2
+    assert len(reproduce.plan(tmp_path, [TASK], [3, 4], ["awac"], vmap_seeds=True)) == 2
+    with pytest.raises(UsageError, match=r"seeds0-2 already holds seeds 0\.\.2 .* seeds 2\.\.2 "
+                                         r"would run twice"):
+        reproduce.plan(tmp_path, [TASK], [2, 3], ["awac"], vmap_seeds=True)
+
+
 def test_shards_split_units_and_cover_the_grid(tmp_path: Path):
     tasks, seeds = ["hopper-mixed", "walker2d-mixed"], [0, 1, 2]
     full = reproduce.plan(tmp_path, tasks, seeds, ["awac", "mb2po"])

@@ -21,7 +21,7 @@ from experiments.evaluate import evaluate_checkpoint
 from experiments.run import run, validate_config
 from experiments.common import UsageError
 from mb2po_jax import runner, seeds
-from mb2po_jax.checkpoint import Checkpointer
+from mb2po_jax.checkpoint import Checkpointer, RunMismatchError
 
 # The run tests' tiny config and their module-wide Minari store (an autouse
 # fixture: imported, it applies to this module too).
@@ -232,3 +232,14 @@ def test_early_stopped_seed_is_frozen_as_its_own_run_would_stop(tmp_path: Path) 
         assert rows[-1]["step"] == alone.steps and "active" not in rows[-1]
     # One seed stopped while the other trained on: the freeze was exercised.
     assert stopped_at[0] != stopped_at[1] and min(stopped_at) < 200, stopped_at
+
+
+def test_a_seed_group_starts_only_from_its_own_seeds(runs: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    """Seeds are matched by position on the axis: a 2-seed run from seeds 1-2
+    must not start from seeds 0-1's pretraining (seed 1 would start from
+    seed 0's policy and be reported as seed 1)."""
+    config = seeds_config(2, seed=1)
+    config.init.awac_workdir = str(runs["both"])
+    with pytest.raises(RunMismatchError, match=r"trained seeds 0\.\.1, this run seeds 1\.\.2"):
+        run(config, tmp_path / "shifted")
