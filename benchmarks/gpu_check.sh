@@ -15,6 +15,8 @@
 #
 #   bash benchmarks/gpu_check.sh             # paper sizes (on a GPU)
 #   bash benchmarks/gpu_check.sh --reduced   # small sizes: proves it works on a CPU
+#   CHECK_STEPS="pipeline" bash benchmarks/gpu_check.sh   # only the named steps
+#       (of awac_step rollout_h1 rollout_h5 iteration seeds pipeline)
 #
 # The pipeline slice reads mb2po/hopper/mixed-v0 from $MINARI_DATASETS_PATH
 # (default runs/minari, a copy of the local store carried with the tree).
@@ -27,12 +29,21 @@ reduced=0
 logs=$(mktemp -d)
 # The lent image's interpreter is python3 (no plain python on its PATH).
 py=${PYTHON:-$(command -v python3 || command -v python)}
+known_steps=" awac_step rollout_h1 rollout_h5 iteration seeds pipeline "
+for step in ${CHECK_STEPS:-}; do
+    case "$known_steps" in
+        *" $step "*) ;;
+        *) echo "CHECK_STEPS: unknown step '$step'; valid:$known_steps" >&2; exit 2 ;;
+    esac
+done
+
 
 "$py" -c "import jax, json; print(json.dumps({'check': 'device', 'jax': jax.__version__, 'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()], 'reduced': bool($reduced)}))"
 
 run_step() {  # name timeout_s command...
     local name=$1 limit=$2
     shift 2
+    case " ${CHECK_STEPS:-$known_steps} " in *" $name "*) ;; *) return 0 ;; esac
     local start rc
     start=$(date +%s.%N)
     timeout "$limit" "$@" > "$logs/$name.out" 2> "$logs/$name.err"
