@@ -433,6 +433,25 @@ MODEL_CHOICES = ("ensemble", "simulator")
 START_CHOICES = ("dataset", "restorable")
 
 
+def model_choice_problem(section: str, model: str, starts: str,
+                         horizon: int) -> tuple[str, Any, str] | None:
+    """``(field, value, fix)`` when ``section``'s model, start states and
+    horizon cannot run together; None when they can."""
+    for field, value, valid in (("model", model, MODEL_CHOICES),
+                                ("start_states", starts, START_CHOICES)):
+        if value not in valid:
+            return f"{section}.{field}", value, f"valid: {list(valid)}."
+    if model == "simulator" and horizon != 1:
+        return (f"{section}.horizon", horizon,
+                f"{section}.model='simulator' steps only from dataset states: use "
+                f"{section}.horizon=1 (and {section}.rollout_samples for the start states).")
+    if model == "simulator" and starts != "restorable":
+        return (f"{section}.start_states", starts,
+                f"{section}.model='simulator' can only start from rows whose observation "
+                f"holds the whole state: use {section}.start_states='restorable'.")
+    return None
+
+
 def _rollout_model(cfg: ml_collections.ConfigDict, section: str, tuning: mb2po.FineTuningConfig,
                    data: PreparedData, agent) -> dict:
     """``make_fine_tuning``'s ``model_step``/``start_pool`` for ``section``
@@ -442,14 +461,10 @@ def _rollout_model(cfg: ml_collections.ConfigDict, section: str, tuning: mb2po.F
     ``model='simulator'`` MuJoCo steps them (a diagnostic)."""
     # Configs stored before these fields existed used the paper's rollouts.
     model, starts = cfg.get("model", "ensemble"), cfg.get("start_states", "dataset")
-    for field, value, valid in (("model", model, MODEL_CHOICES),
-                                ("start_states", starts, START_CHOICES)):
-        if value not in valid:
-            raise ValueError(f"{section}.{field}={value!r}: valid choices are {list(valid)}.")
-    if model == "simulator" and (tuning.horizon != 1 or starts != "restorable"):
-        raise ValueError(f"{section}.model='simulator' steps once from restorable dataset rows: "
-                         f"set {section}.horizon=1 (is {tuning.horizon}) and "
-                         f"{section}.start_states='restorable' (is {starts!r}).")
+    problem = model_choice_problem(section, model, starts, tuning.horizon)
+    if problem:
+        field, value, fix = problem
+        raise ValueError(f"{field}={value!r}: {fix}")
     if starts == "dataset":
         return {}
     probe = simulator_check.make_probe(data.env_id, data.info.obs_dim)

@@ -116,18 +116,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         if value < 1:
             raise _fail(field, value, "must be >= 1.")
     if fine_tune:
-        for field, valid in (("next_state", NEXT_STATE_CHOICES), ("model", phases.MODEL_CHOICES),
-                             ("start_states", phases.START_CHOICES)):
-            if mb[field] not in valid:
-                raise _fail(f"{name}.{field}", mb[field], f"valid: {list(valid)}.")
-        if mb.model == "simulator" and mb.horizon != 1:
-            raise _fail(f"{name}.horizon", mb.horizon,
-                        f"{name}.model='simulator' steps only from dataset states: use "
-                        f"{name}.horizon=1 (and {name}.rollout_samples for the start states).")
-        if mb.model == "simulator" and mb.start_states != "restorable":
-            raise _fail(f"{name}.start_states", mb.start_states,
-                        f"{name}.model='simulator' can only start from rows whose observation "
-                        f"holds the whole state: use {name}.start_states='restorable'.")
+        if mb.next_state not in NEXT_STATE_CHOICES:
+            raise _fail(f"{name}.next_state", mb.next_state,
+                        f"valid: {list(NEXT_STATE_CHOICES)}.")
+        problem = phases.model_choice_problem(name, mb.model, mb.start_states, mb.horizon)
+        if problem:
+            raise _fail(*problem)
     if mopo and mb.num_iterations < 1:
         raise _fail("mopo.num_iterations", mb.num_iterations, "must be >= 1 (MOPO is the whole run).")
     if mb.num_iterations < 0:
