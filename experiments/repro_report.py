@@ -63,7 +63,7 @@ PAPER_TABLE_1 = {
     "walker2d-mixed": ((16.9, 1.7), (61.9, 8.2)),
 }
 COLUMNS = (
-    "task", "seed", "arm", "status", "final_score", "final_score_std", "final_episodes",
+    "task", "seed", "arm", "scale", "status", "final_score", "final_score_std", "final_episodes",
     "best_periodic_score", "best_periodic_updates", "periodic_episodes", "pretrain_updates",
     "finetune_updates", "total_updates", "batch_size", "wall_seconds", "dataset", "dataset_fingerprint",
     "num_transitions", "commit", "message", "seeds_in_program", "dataset_episode_score",
@@ -318,7 +318,7 @@ def write_report(root: Path) -> Path:
         raise FileNotFoundError(f"{root} is not a sweep directory (no {SWEEP_FILE}); run "
                                 f"python -m experiments.reproduce --workdir={root} first.")
     sweep = json.loads(sweep_path.read_text())
-    records = collect(root)
+    records = [{**record, "scale": sweep.get("scale")} for record in collect(root)]
     order = {arm: i for i, arm in enumerate([PRETRAIN, CONTROL, TREATMENT])}
     records.sort(key=lambda r: (r["task"], r["seed"], order.get(r["arm"], 99), r["arm"]))
     write_csv(records, root / RESULTS_FILE)
@@ -387,6 +387,11 @@ def write_merged_report(out: Path, sources: list[tuple[Path, list[str] | None]],
         raise ValueError(f"--workdir={out} is a sweep directory; write a merged report to a "
                          f"new directory, so the sweep's own report is not overwritten.")
     records, taken = merge_results(sources, arms)
+    # Older results.csv files have no scale column: then --scale says it.
+    scales = sorted({r["scale"] for r in records if r.get("scale")})
+    if len(scales) > 1 or (scales and scales != [scale]):
+        raise ValueError(f"--from_csv: the rows are at scale {scales}, --scale={scale}; one "
+                         f"table holds one scale (pass --scale={scales[0]} if that is all).")
     out.mkdir(parents=True, exist_ok=True)
     order = {arm: i for i, arm in enumerate([PRETRAIN, CONTROL, TREATMENT])}
     tasks = [task for _, chosen in taken for task in chosen]

@@ -55,7 +55,7 @@ def test_smoke_sweep_writes_csv_table_and_png(sweep: Path):
         ("0", "pretrain"), ("0", "awac"), ("0", "mb2po"),
         ("1", "pretrain"), ("1", "awac"), ("1", "mb2po")]
     for row in rows:
-        assert row["status"] == "done"
+        assert row["status"] == "done" and row["scale"] == "smoke"
         assert row["final_episodes"] == "2"
         assert math.isfinite(float(row["final_score"]))
         assert math.isfinite(float(row["best_periodic_score"]))
@@ -557,6 +557,13 @@ def test_tables_merge_from_several_sweeps_csvs_one_file_per_task(tmp_path: Path)
                            + rows("hopper-mixed", "f3", [(0, "mb2po", 1.0)]), mixed)
     with pytest.raises(ValueError, match="2 datasets"):
         repro_report.merge_results([(mixed, None)], ["awac", "mb2po"])
+    # One scale per table: a row's recorded scale must agree with --scale.
+    paper = tmp_path / "paper.csv"
+    repro_report.write_csv([{**r, "scale": "paper"} for r in rows("hopper-medium", "f4",
+                                                                   [(0, "awac", 1.0)])], paper)
+    with pytest.raises(ValueError, match="scale"):
+        repro_report.write_merged_report(tmp_path / "m2", [(first, None), (paper, None)],
+                                         ["awac"], "cpu")
     # Never over a sweep's own report.
     (out / repro_report.SWEEP_FILE).write_text("{}")
     with pytest.raises(ValueError, match="sweep directory"):
