@@ -310,6 +310,54 @@ def plot_task(records: list[dict[str, Any]], task: str, out: Path,
     return out
 
 
+SUMMARY_FILE = "summary.png"
+
+
+def plot_summary(records: list[dict[str, Any]], out: Path, tasks: list[str],
+                 labels: dict[str, str] = LABELS) -> Path | None:
+    """One picture of the table: per task, each arm's final scores (a bar
+    at the mean over seeds, a dot per seed), with the paper's Table 1 AWAC
+    and AWAC+MB2PO scores as dashed lines beside."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    tasks = [t for t in tasks if any(r["task"] == t for r in records)]
+    arms = [PRETRAIN, *dict.fromkeys(r["arm"] for r in records if r["arm"] != PRETRAIN)]
+    if not tasks:
+        return None
+    fig = Figure(figsize=(max(4.0, 2.6 * len(tasks)), 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    colors = {arm: f"C{i}" for i, arm in enumerate(arms)}
+    for ax, task in zip(axes, tasks):
+        for x, arm in enumerate(arms):
+            finals = _done(records, task, arm)
+            if finals:
+                values = list(finals.values())
+                ax.bar(x, np.mean(values), color=colors[arm], alpha=0.45, width=0.7)
+                jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]
+                ax.plot(x + np.asarray(jitter), values, "o", color=colors[arm], markersize=4)
+            else:
+                ax.text(x, 0.5, "n/a", ha="center", va="bottom", fontsize=8, color="grey")
+        paper = PAPER_TABLE_1.get(task)
+        if paper:
+            ax.axhline(paper[0][0], color=colors[PRETRAIN], linestyle="--", linewidth=1)
+            if TREATMENT in colors:
+                ax.axhline(paper[1][0], color=colors[TREATMENT], linestyle="--", linewidth=1)
+        ax.set_xlim(-0.6, len(arms) - 0.4)
+        ax.set_xticks(range(len(arms)))
+        ax.set_xticklabels([labels.get(a, a).replace(" (", "\n(") for a in arms], fontsize=7,
+                           rotation=30, ha="right")
+        ax.set_title(task, fontsize=10)
+        ax.grid(True, axis="y", alpha=0.3)
+    axes[0].set_ylabel("normalised score, final evaluation")
+    fig.suptitle("Final scores: bar = mean over seeds, dots = seeds; dashed = paper Table 1 "
+                 "(AWAC, AWAC+MB2PO; D4RL data, paper scale)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, format="png")
+    return out
+
+
 def write_report(root: Path) -> Path:
     """Writes results.csv, table.md and one PNG per task; returns table.md."""
     root = Path(root)
@@ -323,8 +371,10 @@ def write_report(root: Path) -> Path:
     records.sort(key=lambda r: (r["task"], r["seed"], order.get(r["arm"], 99), r["arm"]))
     write_csv(records, root / RESULTS_FILE)
     (root / TABLE_FILE).write_text(table_markdown(records, sweep))
+    tasks = list(dict.fromkeys([*sweep.get("tasks", []), *(r["task"] for r in records)]))
     for task in dict.fromkeys(r["task"] for r in records):
         plot_task(records, task, root / f"{task}.png", arm_labels(sweep))
+    plot_summary(records, root / SUMMARY_FILE, tasks, arm_labels(sweep))
     return root / TABLE_FILE
 
 
@@ -399,4 +449,5 @@ def write_merged_report(out: Path, sources: list[tuple[Path, list[str] | None]],
     write_csv(records, out / RESULTS_FILE)
     sweep = {"scale": scale, "tasks": tasks, "arms": list(arms), "sources": taken}
     (out / TABLE_FILE).write_text(table_markdown(records, sweep))
+    plot_summary(records, out / SUMMARY_FILE, tasks)
     return out / TABLE_FILE

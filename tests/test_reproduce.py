@@ -69,6 +69,8 @@ def test_smoke_sweep_writes_csv_table_and_png(sweep: Path):
     assert "AWAC+MB2PO 72.6" in table  # the paper's Table 1 beside
     png = (sweep / f"{TASK}.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    summary = (sweep / repro_report.SUMMARY_FILE).read_bytes()
+    assert summary[:8] == b"\x89PNG\r\n\x1a\n" and len(summary) > 5_000
 
 
 def test_final_and_best_are_named_apart_and_consistent(sweep: Path):
@@ -548,6 +550,7 @@ def test_tables_merge_from_several_sweeps_csvs_one_file_per_task(tmp_path: Path)
     assert "| hopper-mixed | 2 | +6.0 |" in table and "+8.0, +4.0" in table
     assert "| walker2d-mixed | 2 | -15.5 |" in table
     assert "frozen" not in table and str(second) in table
+    assert (out / repro_report.SUMMARY_FILE).stat().st_size > 0
     with pytest.raises(ValueError, match="walker2d-mixed is in both"):
         repro_report.merge_results([(second, ["walker2d-mixed"]), (second, None)], ["awac"])
     with pytest.raises(ValueError, match="no rows for"):
