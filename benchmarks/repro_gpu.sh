@@ -25,7 +25,7 @@
 # With DEADLINE_S set, shards still running that many seconds after the start
 # are killed (SIGKILL: the sweep resumes from its checkpoints when run again),
 # so a lease with a hard limit still ends with a report of what finished.
-# With REPORT_DIR set (e.g. the device tool's $OUT), table.md and results.csv
+# With REPORT_DIR set (e.g. the device tool's $OUT), table.md, results.csv and summary.png
 # are copied there, and everything else the sweep wrote except checkpoints
 # (shard logs, per-task PNGs, every cell's cell.json, run.json, results.json
 # and metrics CSVs; not TensorBoard files) goes into one sweep.tar.gz beside them:
@@ -80,7 +80,7 @@ done
 "$py" -m experiments.reproduce --workdir="$workdir" --report_only
 if [ -n "${REPORT_DIR:-}" ]; then
     mkdir -p "$REPORT_DIR"
-    cp "$workdir"/table.md "$workdir"/results.csv "$REPORT_DIR" 2> /dev/null
+    cp "$workdir"/table.md "$workdir"/results.csv "$workdir"/summary.png "$REPORT_DIR" 2> /dev/null
     # TensorBoard files left out: they repeat the metrics CSVs and could push
     # the archive past the device tool's per-file limit.
     tar -C "$workdir" --exclude=checkpoints --exclude='.*lock' --exclude='events.out.tfevents*' \
