@@ -323,9 +323,9 @@ def plot_summary(records: list[dict[str, Any]], out: Path, tasks: list[str],
 
     tasks = [t for t in tasks if any(r["task"] == t for r in records)]
     arms = [PRETRAIN, *dict.fromkeys(r["arm"] for r in records if r["arm"] != PRETRAIN)]
-    if not tasks:
-        return None
-    fig = Figure(figsize=(max(4.0, 2.6 * len(tasks)), 4.2), dpi=100)
+    if not any(_done(records, task, arm) for task in tasks for arm in arms):
+        return None  # no final score yet: nothing to draw
+    fig = Figure(figsize=(max(6.5, 2.6 * len(tasks)), 4.4), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     colors = {arm: f"C{i}" for i, arm in enumerate(arms)}
@@ -351,9 +351,8 @@ def plot_summary(records: list[dict[str, Any]], out: Path, tasks: list[str],
         ax.set_title(task, fontsize=10)
         ax.grid(True, axis="y", alpha=0.3)
     axes[0].set_ylabel("normalised score, final evaluation")
-    fig.suptitle("Final scores: bar = mean over seeds, dots = seeds; dashed = paper Table 1 "
+    fig.suptitle("Final scores: bar = mean over seeds, dots = seeds\ndashed = paper Table 1 "
                  "(AWAC, AWAC+MB2PO; D4RL data, paper scale)", fontsize=9)
-    fig.tight_layout()
     fig.savefig(out, format="png")
     return out
 
