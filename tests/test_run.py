@@ -205,8 +205,10 @@ def test_config_files_and_overrides_resolve() -> None:
     for task in PAPER_MB2PO_TABLE:
         assert task.replace("-", "_") + ".py" in names
     for env in ("hopper", "walker2d", "halfcheetah"):
-        cpu = common.load_config_file(common.resolve_config_path(f"{env}_mixed_cpu"))
-        assert cpu.dataset == f"{env}-mixed" and cpu.awac.hidden_dims == (256, 256, 256, 256)
+        for kind in ("mixed", "medium"):
+            cpu = common.load_config_file(common.resolve_config_path(f"{env}_{kind}_cpu"))
+            assert cpu.dataset == f"{env}-{kind}" and cpu.awac.hidden_dims == (256, 256, 256, 256)
+            assert cpu.awac.num_steps == 50_000 and cpu.awac.batch_size == 256
     for name in names:  # every shipped config passes validation as it is
         validate_config(common.load_config_file(common.resolve_config_path(name)))
     path = common.resolve_config_path("hopper_mixed.py")

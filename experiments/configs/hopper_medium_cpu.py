@@ -1,0 +1,7 @@
+"""hopper-medium at CPU scale (the reproduction harness's `--scale=cpu`; see base.cpu_scale)."""
+
+from experiments.configs.base import cpu_scale, paper_config
+
+
+def get_config():
+    return cpu_scale(paper_config("hopper-medium"))
