@@ -14,9 +14,9 @@ from diag_common import checkpoints
 from experiments.common import prepare_dataset
 
 GAMMA, TOP = 0.99, 0.001
-data = None
+t = None
 for spec, agent, state, config, meta in checkpoints(sys.argv[1:]):
-    if data is None:
+    if t is None:  # the dataset's per-row statistics, once for every checkpoint
         t = prepare_dataset(config).transitions
         obs, act = np.asarray(t.observations), np.asarray(t.actions)
         rew, term, tout = (np.asarray(x, np.float64) for x in (t.rewards, t.terminals, t.timeouts))
@@ -34,7 +34,8 @@ for spec, agent, state, config, meta in checkpoints(sys.argv[1:]):
             k += 1
         z = np.abs((obs - obs.mean(0)) / (obs.std(0) + 1e-6)).max(1)
         sat = (np.abs(act) > 0.99).mean(1)
-    q = np.concatenate([np.asarray(agent.q_value(state, jnp.asarray(obs[i:i + 4096]), jnp.asarray(act[i:i + 4096])))
+    q_value = jax.jit(agent.q_value)
+    q = np.concatenate([np.asarray(q_value(state, jnp.asarray(obs[i:i + 4096]), jnp.asarray(act[i:i + 4096])))
                         for i in range(0, n, 4096)])
     top = np.argsort(q)[-max(1, int(TOP * n)):]
 
