@@ -112,6 +112,7 @@ def test_every_kind_is_a_valid_minari_dataset_the_loader_reads(made, made_store:
             assert key in card, (kind, key)
         assert card["return_min"] <= card["return_mean"] <= card["return_max"]
         assert card["seed"] == 0 and card["env_id"] == "Hopper-v5"
+        assert card["machine"]["cpu_count"] == os.cpu_count(), card["machine"]
 
     # The medium policy is the first evaluation at or above the band's bottom.
     evals = results["medium"].card["sac_run"]["evals"]

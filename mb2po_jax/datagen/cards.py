@@ -2,7 +2,7 @@
 
 A card says how its dataset was made (env, seed, reference scores, SAC
 hyperparameters, the behaviour policy and its evaluation, the SAC run's
-evaluations and speed, software versions, wall times) and what it holds
+evaluations and speed, software versions, the CPU, wall times) and what it holds
 (size, episodes, returns). It is written last, after the Minari dataset: a
 dataset directory without a card is an interrupted write (or was made by
 something else), and dataset making never silently reuses it.
@@ -11,6 +11,8 @@ something else), and dataset making never silently reuses it.
 from __future__ import annotations
 
 import json
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +64,26 @@ def software_versions() -> dict[str, str]:
     return out
 
 
+def machine_description() -> dict[str, Any]:
+    """The CPU that made the data. SAC's float rounding depends on it: with the
+    same seed and packages, a Zen 4 machine (AVX-512) made other datasets than
+    Zen 3 ones (docs/datasets.md), so a card names its CPU beside the packages."""
+    out: dict[str, Any] = {"arch": platform.machine(), "cpu_count": os.cpu_count()}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: the architecture is all there is to say
+        return out
+    fields = {}
+    for line in cpuinfo.split("\n\n", 1)[0].splitlines():  # the first processor
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    out["cpu_model"] = fields.get("model name", "unknown")
+    if "cpu family" in fields:
+        out["cpu_family_model"] = f"{fields['cpu family']}/{fields.get('model', '?')}"
+    out["avx512f"] = "avx512f" in fields.get("flags", "").split()
+    return out
+
+
 def base_card(cfg: GenerationConfig, agent: sac_lib.SAC, workdir: Path) -> dict[str, Any]:
     """The card fields every kind of one :func:`make_datasets` call shares."""
     refs = cfg.resolved_ref_scores()
@@ -71,6 +93,7 @@ def base_card(cfg: GenerationConfig, agent: sac_lib.SAC, workdir: Path) -> dict[
         "ref_max_score": None if refs is None else refs[1],
         "generator": "mb2po_jax.datagen (python -m experiments.make_dataset)",
         "behaviour_workdir": str(workdir), "software": software_versions(),
+        "machine": machine_description(),
         "sac_hyperparameters": {**cfg.sac.to_dict(), "batch_size": cfg.batch_size,
                                 "learning_starts": cfg.learning_starts,
                                 "updates_per_env_step": 1, "update_every": cfg.update_every,
