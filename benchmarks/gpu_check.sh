@@ -5,6 +5,9 @@
 #   awac_step    the paper-size AWAC update (batch 1024): steps/s and the
 #                fraction of a matmul peak measured in the same process
 #   rollout      the 1M-sample conservative rollout, h = 1 and h = 5 (hopper)
+#   rollout_blocks  the same (h = 1) with larger row blocks (mb2po.block_size,
+#                a speed/memory setting: the numbers do not depend on it), since
+#                2,048-row blocks leave a GPU mostly waiting between small kernels
 #   iteration    one whole paper-size MB2PO iteration (1M samples, 1000 updates)
 #   seeds        4 vmapped seeds vs 1 (benchmarks/seeds.py, --config.num_seeds):
 #                the AWAC update's throughput ratio (target >= 3 on a GPU)
@@ -16,7 +19,7 @@
 #   bash benchmarks/gpu_check.sh             # paper sizes (on a GPU)
 #   bash benchmarks/gpu_check.sh --reduced   # small sizes: proves it works on a CPU
 #   CHECK_STEPS="pipeline" bash benchmarks/gpu_check.sh   # only the named steps
-#       (of awac_step rollout_h1 rollout_h5 iteration seeds pipeline)
+#       (of awac_step rollout_h1 rollout_h5 rollout_blocks iteration seeds pipeline)
 #
 # The pipeline slice reads mb2po/hopper/mixed-v0 from $MINARI_DATASETS_PATH
 # (default runs/minari, a copy of the local store carried with the tree).
@@ -29,7 +32,7 @@ reduced=0
 logs=$(mktemp -d)
 # The lent image's interpreter is python3 (no plain python on its PATH).
 py=${PYTHON:-$(command -v python3 || command -v python)}
-known_steps=" awac_step rollout_h1 rollout_h5 iteration seeds pipeline "
+known_steps=" awac_step rollout_h1 rollout_h5 rollout_blocks iteration seeds pipeline "
 for step in ${CHECK_STEPS:-}; do
     case "$known_steps" in
         *" $step "*) ;;
@@ -59,6 +62,8 @@ if [ "$reduced" -eq 1 ]; then
         --peak-size 256 --peak-repeats 3
     run_step rollout_h1 300 "$py" benchmarks/rollout.py --case hopper 20000 1 --repeats 1
     run_step rollout_h5 300 "$py" benchmarks/rollout.py --case hopper 20000 5 --repeats 1
+    run_step rollout_blocks 300 "$py" benchmarks/rollout.py --case hopper 20000 1 --repeats 1 \
+        --block-size 8192
     run_step iteration 600 "$py" benchmarks/rollout.py --iteration hopper --samples 20000 \
         --updates 10 --batch-size 64 --repeats 1
     run_step seeds 300 "$py" benchmarks/seeds.py --num-seeds 2 --batch-size 64 \
@@ -69,6 +74,8 @@ else
     run_step awac_step 180 "$py" benchmarks/awac_step.py
     run_step rollout_h1 90 "$py" benchmarks/rollout.py --case hopper 1000000 1
     run_step rollout_h5 90 "$py" benchmarks/rollout.py --case hopper 1000000 5
+    run_step rollout_blocks 120 bash -c "'$py' benchmarks/rollout.py --case hopper 1000000 1 \
+        --block-size 32768 && '$py' benchmarks/rollout.py --case hopper 1000000 1 --block-size 262144"
     run_step iteration 120 "$py" benchmarks/rollout.py --iteration hopper
     run_step seeds 150 "$py" benchmarks/seeds.py --num-seeds 4
     run_step pipeline 200 "$py" benchmarks/pipeline_slice.py --config=hopper_mixed.py \
