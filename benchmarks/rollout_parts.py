@@ -19,6 +19,7 @@ import argparse
 import functools
 import json
 import os
+import statistics
 import sys
 
 import jax
@@ -27,16 +28,11 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _bench import (  # noqa: E402
-    machine_info, matmul_peak, mlp_forward_flops, mlp_layer_dims, time_calls,
-)
-from rollout import ENVS, _models  # noqa: E402  (benchmarks/rollout.py)
+from _bench import machine_info, matmul_peak, mlp_forward_flops, time_calls  # noqa: E402
+from rollout import ENVS, _models, rollout_flops_per_row  # noqa: E402  (benchmarks/rollout.py)
 from mb2po_jax import networks  # noqa: E402
 from mb2po_jax.envs import get_termination_fn  # noqa: E402
 from mb2po_jax.model import rollout as model_rollout  # noqa: E402
-
-MEMBERS, WIDTH = 5, 200
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -57,22 +53,24 @@ def main() -> None:
     def over_blocks(f):
         return jax.jit(lambda *xs: jax.lax.map(lambda x: f(*x), xs))
 
-    def random_draws(k):  # what a step draws per row besides the action
+    # The bare chain takes the ensemble's own kernel shapes, [members, in, out] per layer.
+    layers = {int(name.split("_")[1]): layer for name, layer in
+              dyn_state.params["params"].items() if name.startswith("Dense_")}
+    kernels = [layers[i]["kernel"] for i in sorted(layers)]
+    members = kernels[0].shape[0]
+
+    def random_draws(k):  # what a step draws per row besides the action (rollout.py's)
         ks = jax.vmap(lambda q: jax.random.split(q, 3))(k)
-        member = jax.vmap(lambda q: jax.random.randint(q, (), 0, MEMBERS))(ks[:, 1])
+        member = jax.vmap(lambda q: jax.random.randint(q, (), 0, members))(ks[:, 1])
         noise = jax.vmap(lambda q: jax.random.normal(q, (obs_dim + 1,)))(ks[:, 2])
         return member, noise, ks[:, 0]
 
-    dims = mlp_layer_dims(obs_dim + act_dim, (WIDTH,) * 4, 2 * (obs_dim + 1))
-    weights = [jax.random.normal(jax.random.PRNGKey(10 + i), (MEMBERS, a, b)) * 0.05
-               for i, (a, b) in enumerate(dims)]
-
     def chain(act):
         def forward(x):
-            h = jnp.broadcast_to(x, (MEMBERS,) + x.shape)
-            for i, w in enumerate(weights):
+            h = jnp.broadcast_to(x, (members,) + x.shape)
+            for i, w in enumerate(kernels):
                 h = jnp.einsum("mbi,mio->mbo", h, w)
-                h = act(h) if i < len(weights) - 1 else h
+                h = act(h) if i < len(kernels) - 1 else h
             return h
         return forward
 
@@ -80,9 +78,8 @@ def main() -> None:
     step = model_rollout.make_model_step(dyn, functools.partial(networks.sample_per_row, policy),
                                    get_termination_fn(args.env), penalty_coef=1.0,
                                    block_size=args.block_size)
-    model_flop = MEMBERS * mlp_forward_flops(args.rows, dims)
-    policy_flop = mlp_forward_flops(args.rows, mlp_layer_dims(obs_dim, (256,) * 4,
-                                                              5 * (1 + 2 * act_dim)))
+    model_flop = members * mlp_forward_flops(args.rows, [k.shape[1:] for k in kernels])
+    policy_flop = rollout_flops_per_row(obs_dim, act_dim, members=0) * args.rows
     pieces = [
         ("ensemble predict", over_blocks(lambda o, a: dyn.predict(dyn_state, o, a)), (obs, acts),
          model_flop),
@@ -100,7 +97,7 @@ def main() -> None:
     peak = matmul_peak(2048, 5)
     for name, fn, fn_args, flop in pieces:
         jax.block_until_ready(fn(*fn_args))  # compile and warm up
-        seconds = sorted(time_calls(fn, fn_args, 3))[1]
+        seconds = statistics.median(time_calls(fn, fn_args, 3))
         line = {"benchmark": "rollout_parts", "piece": name, "env": args.env, "rows": args.rows,
                 "block_size": args.block_size, "seconds": round(seconds, 3)}
         if flop:
