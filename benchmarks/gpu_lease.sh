@@ -18,28 +18,7 @@
 # by git through .git/info/exclude): see docs/benchmarks.md, "On a lent GPU".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-t0=$(date +%s)
-export PYTHONUNBUFFERED=1
-py=${PYTHON:-$(command -v python3 || command -v python)}
-if compgen -G ".whl/*.whl" > /dev/null; then
-    "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl || exit 2
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-if [ -f .ds/datasets.tar.xz ]; then
-    mkdir -p runs/minari && tar -C runs/minari -xJf .ds/datasets.tar.xz || exit 4
-fi
-"$py" -c "
-import json, jax, flax, optax, chex, orbax.checkpoint, distrax, minari, mujoco, gymnasium
-import experiments.run, experiments.reproduce
-print(json.dumps({'stack': {m.__name__: m.__version__ for m in (jax, flax, optax, chex, distrax, minari, mujoco, gymnasium)}, 'devices': [str(d) for d in jax.devices()]}))
-" || exit 3
-if [ -n "${OUT:-}" ] && command -v nvidia-smi > /dev/null; then
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 \
-        > "$OUT/gpu_util.csv" 2>&1 &
-    sampler=$!
-fi
+source benchmarks/lease_setup.sh
 DEADLINE_S=${GRID_DEADLINE_S:-480} REPORT_DIR=${OUT:-} \
     bash benchmarks/repro_gpu.sh runs/repro-gpu "${SHARDS:-4}" "$@"
 echo "{\"grid_rc\": $?, \"elapsed_s\": $(( $(date +%s) - t0 ))}"
