@@ -12,16 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from mb2po_jax.machine import machine_description
 
 
 def load_average() -> list[float] | None:
@@ -37,8 +28,8 @@ def machine_info() -> dict:
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "device": getattr(device, "device_kind", str(device)),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
+        # cpu_model, cpu_count and (Linux) cpu_family_model, avx512f, arch
+        **machine_description(),
         "platform": platform.platform(),
         "load_average": load_average(),
     }

@@ -11,8 +11,6 @@ something else), and dataset making never silently reuses it.
 from __future__ import annotations
 
 import json
-import os
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from minari.storage.datasets_root_dir import get_dataset_path
 from mb2po_jax.agents import sac as sac_lib
 from mb2po_jax.data.loaders import minari_dataset_exists
 from mb2po_jax.datagen.config import GenerationConfig
+from mb2po_jax.machine import machine_description
 
 CARD_FILE = "data_card.json"
 CARD_VERSION = 1
@@ -61,26 +60,6 @@ def software_versions() -> dict[str, str]:
             out[package] = md.version(package)
         except md.PackageNotFoundError:
             out[package] = "unknown"
-    return out
-
-
-def machine_description() -> dict[str, Any]:
-    """The CPU that made the data. SAC's float rounding depends on it: with the
-    same seed and packages, a Zen 4 machine (AVX-512) made other datasets than
-    Zen 3 ones (docs/datasets.md), so a card names its CPU beside the packages."""
-    out: dict[str, Any] = {"arch": platform.machine(), "cpu_count": os.cpu_count()}
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: the architecture is all there is to say
-        return out
-    fields = {}
-    for line in cpuinfo.split("\n\n", 1)[0].splitlines():  # the first processor
-        key, _, value = line.partition(":")
-        fields[key.strip()] = value.strip()
-    out["cpu_model"] = fields.get("model name", "unknown")
-    if "cpu family" in fields:
-        out["cpu_family_model"] = f"{fields['cpu family']}/{fields.get('model', '?')}"
-    out["avx512f"] = "avx512f" in fields.get("flags", "").split()
     return out
 
 
