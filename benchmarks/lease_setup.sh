@@ -24,6 +24,7 @@ import json, jax, flax, optax, chex, orbax.checkpoint, distrax, minari, mujoco, 
 import experiments.run, experiments.reproduce
 print(json.dumps({'stack': {m.__name__: m.__version__ for m in (jax, flax, optax, chex, distrax, minari, mujoco, gymnasium)}, 'devices': [str(d) for d in jax.devices()]}))
 " || exit 3
+[ -n "${OUT:-}" ] && mkdir -p "$OUT"
 if [ -n "${OUT:-}" ] && command -v nvidia-smi > /dev/null; then
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 \
