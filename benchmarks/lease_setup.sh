@@ -11,7 +11,8 @@ t0=$(date +%s)
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-$(command -v python3 || command -v python)}
 # Only where the stack is missing (the lent image), not on a machine that has it.
-if compgen -G ".whl/*.whl" > /dev/null && ! "$py" -c "import distrax, minari, mujoco" 2> /dev/null; then
+if compgen -G ".whl/*.whl" > /dev/null && ! "$py" -c "import distrax, minari, mujoco, gymnasium, ml_collections, tensorboardX" \
+        2> /dev/null; then
     "$py" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl || exit 2
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
