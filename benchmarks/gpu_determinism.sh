@@ -21,8 +21,9 @@ flags=("$@")
 [ ${#flags[@]} -eq 0 ] && flags=(--config=experiments/configs/hopper_mixed_cpu.py --config.seed=0)
 root=runs/determinism
 rm -rf "$root" && mkdir -p "$root"
+names=(det_a det_b plain_a plain_b)  # det_*: with XLA's deterministic GPU ops
 pids=()
-for name in det_a det_b plain_a plain_b; do
+for name in "${names[@]}"; do
     xla=${XLA_FLAGS:-}
     [[ $name == det_* ]] && xla="$xla --xla_gpu_deterministic_ops=true"
     XLA_FLAGS=$xla timeout -s KILL "${RUN_S:-150}" "$py" -m experiments.run "${flags[@]}" \
@@ -30,15 +31,15 @@ for name in det_a det_b plain_a plain_b; do
     pids+=($!)
 done
 wait "${pids[@]}"
-for name in det_a det_b plain_a plain_b; do
+for name in "${names[@]}"; do
     echo "== $name: $(grep -c "" "$root/$name.log") log lines; last:"; tail -n 2 "$root/$name.log"
     [ -n "${OUT:-}" ] && cp "$root/$name.log" "$OUT/"
 done
-"$py" - "$root" "${OUT:-}" <<'PY'
+"$py" - "$root" "${OUT:-}" "${names[@]}" <<'PY'
 import csv, itertools, json, pathlib, shutil, sys
-root, out = pathlib.Path(sys.argv[1]), sys.argv[2]
+root, out, names = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
 runs = {}
-for name in ("det_a", "det_b", "plain_a", "plain_b"):
+for name in names:
     found = sorted((root / name).rglob("metrics_train.csv"))
     # the first phase's metrics (AWAC pretraining): the file every run reaches
     path = next((p for p in found if "awac" in p.parts), found[0] if found else None)

@@ -34,6 +34,7 @@ from mb2po_jax import networks  # noqa: E402
 from mb2po_jax.envs import get_termination_fn  # noqa: E402
 from mb2po_jax.model import rollout as model_rollout  # noqa: E402
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--env", default="hopper", choices=sorted(ENVS))

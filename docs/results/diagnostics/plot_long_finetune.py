@@ -7,7 +7,7 @@ step, the model reward and the penalty lambda*u it loses (mean over seeds;
 lambda*u = model reward - penalised reward). Right: Q on dataset rows.
 Usage: python plot_long_finetune.py SWEEP_DIR TASK PNG   (SWEEP_DIR: the harness
 workdir, holding TASK/seeds*/{mb2po/mb2po,awac/awac}/seed_S/metrics_*.csv)"""
-import csv, glob, os, sys
+import csv, glob, json, os, sys
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -21,9 +21,7 @@ unit = unit[0]
 rows = lambda path: list(csv.DictReader(open(path)))  # noqa: E731
 mb_dirs = sorted(glob.glob(os.path.join(unit, "mb2po", "mb2po", "seed_*")))
 ctl_dirs = sorted(glob.glob(os.path.join(unit, "awac", "awac", "seed_*")))
-run = os.path.join(unit, "mb2po", "run.json")
-import json
-cfg = json.load(open(run))["config"]
+cfg = json.load(open(os.path.join(unit, "mb2po", "run.json")))["config"]
 updates = int(cfg["mb2po"]["updates_per_iteration"])
 pretrain = int(cfg["awac"]["num_steps"])
 
