@@ -22,6 +22,8 @@ from typing import Any
 
 import functools
 import logging
+import shutil
+import time
 
 import jax
 import jax.numpy as jnp
@@ -346,7 +348,8 @@ def fine_tuning_config(config: ml_collections.ConfigDict, algorithm: str) -> mb2
         buffer_iterations=cfg.buffer_iterations,
         # A config stored by a run from before the field existed (experiments.evaluate
         # rebuilds the state from it) used the paper's sampling.
-        next_state=cfg.get("next_state", "sample"))
+        next_state=cfg.get("next_state", "sample"),
+        buffer_checkpoint=cfg.get("buffer_checkpoint", "rows"))
 
 
 def build_sac(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int) -> sac.SAC:
@@ -365,13 +368,16 @@ def policy_agent(config: ml_collections.ConfigDict, phase: str, obs_dim: int, ac
 def abstract_policy_state(config: ml_collections.ConfigDict, phase: str, obs_dim: int,
                           act_dim: int):
     """The structure of a policy phase's checkpointed state, for restoring
-    (with a leading seed axis where ``config.num_seeds > 1``)."""
+    (with a leading seed axis where ``config.num_seeds > 1``); a fine-tuning
+    phase's is :func:`mb2po_jax.mb2po.checkpoint_form`'s."""
     agent = policy_agent(config, phase, obs_dim, act_dim)
     agent_state = jax.eval_shape(_per_seed(config, agent.init, (0,)), _key(config, 0))
     if phase == AWAC:
         return agent_state
-    start = _per_seed(config, lambda state: mb2po.init_state(
-        state, fine_tuning_config(config, phase), obs_dim=obs_dim, act_dim=act_dim), (0,))
+    tuning = fine_tuning_config(config, phase)
+    start = _per_seed(config, lambda state: mb2po.checkpoint_form(mb2po.init_state(
+        state, tuning, obs_dim=obs_dim, act_dim=act_dim,
+        policy_params=agent.policy_params(state)), tuning.buffer_checkpoint), (0,))
     return jax.eval_shape(start, agent_state)
 
 
@@ -394,13 +400,15 @@ def fine_tuning_phase(
     act = policy_act(agent, config.num_seeds)
     init = lambda: _per_seed(config, loop.init, (0,))(start)  # noqa: E731
 
-    def step_parts(agent_state, buffer, iteration, dyn_state, dataset, key, reference):
-        return loop.step(mb2po.MB2POState(agent_state, buffer, iteration), dyn_state, dataset,
-                         key, reference)
+    def step_parts(agent_state, buffer, iteration, policies, dyn_state, dataset, key, reference):
+        return loop.step(mb2po.MB2POState(agent_state, buffer, iteration, policies), dyn_state,
+                         dataset, key, reference)
 
-    # The dataset is shared by the seeds. Only the model buffer is donated
-    # (the agent's first state may alias ``reference``).
-    step = _per_seed(config, step_parts, (0, 0, 0, 0, None, 0, 0), donate_argnums=(1,))
+    # The dataset is shared by the seeds. Only the model buffer and the ring
+    # of policies are donated (the agent's first state may alias ``reference``).
+    step = _per_seed(config, step_parts, (0, 0, 0, 0, 0, None, 0, 0), donate_argnums=(1, 3))
+    to_checkpoint, from_checkpoint = _buffer_checkpointing(
+        config, tuning, loop, init, dynamics_state, dataset, key, algorithm)
     check = _simulator_check(config, data, agent, dynamics_state, algorithm)
 
     def evaluate_state(state: mb2po.MB2POState):
@@ -415,9 +423,9 @@ def fine_tuning_phase(
         eval_every=cfg.eval_every,
         checkpoint_every=cfg.checkpoint_every,
         init=init,
-        abstract=_abstract(config, init),
+        abstract=_abstract(config, lambda: to_checkpoint(init())),
         progress=_progress,
-        advance=lambda state, c: step(state.agent, state.buffer, state.iteration,
+        advance=lambda state, c: step(state.agent, state.buffer, state.iteration, state.policies,
                                       dynamics_state, dataset, _fold(config, key, c), reference),
         evaluate=evaluate_state,
         guard=make_critic_guard(algorithm, q_limit(config, np.asarray(data.transitions.rewards))),
@@ -426,7 +434,81 @@ def fine_tuning_phase(
         unit="iter",
         keep_checkpoints=cfg.keep_checkpoints,
         seeds=seeds_of(config),
+        to_checkpoint=to_checkpoint,
+        from_checkpoint=from_checkpoint,
     )
+
+
+def _buffer_checkpointing(config: ml_collections.ConfigDict, tuning: mb2po.FineTuningConfig,
+                          loop: mb2po.FineTuning, init, dynamics_state, dataset: Transitions,
+                          key: jax.Array, algorithm: str):
+    """The fine-tuning phase's ``(to_checkpoint, from_checkpoint)``: the state
+    with its buffer's rows for ``buffer_checkpoint='rows'``; else a checkpoint without the
+    buffer's rows, which are rolled out again on restore (each slot from its
+    policy, the dynamics and its iteration's key) and checked against the
+    saved per-slot checksums."""
+    one = config.num_seeds == 1
+    to_checkpoint = loop.to_checkpoint if one else _per_seed(config, loop.to_checkpoint, (0,))
+    if tuning.buffer_checkpoint == "rows":
+        return to_checkpoint, lambda saved: mb2po.MB2POState(saved.agent, saved.buffer,
+                                                             saved.iteration)
+    regenerate_slot = (jax.jit(loop.regenerate_slot, donate_argnums=(0,)) if one else
+                       _per_seed(config, loop.regenerate_slot, (0, 0, 0, None, 0, None),
+                                 donate_argnums=(0,)))
+    checksums = mb2po.slot_checksums if one else _per_seed(config, mb2po.slot_checksums, (0,))
+
+    def regenerate(buffer, policies, i: int):
+        return regenerate_slot(buffer, policies, dynamics_state, dataset.observations,
+                               _fold(config, key, i), jnp.asarray(i, jnp.int32))
+
+    def from_checkpoint(saved: mb2po.BufferlessCheckpoint) -> mb2po.MB2POState:
+        started = time.time()
+        state, differing = mb2po.restore_state(saved, init(), regenerate, checksums)
+        filled = min(int(np.max(np.asarray(saved.iteration))), tuning.buffer_iterations)
+        logger.info("%s: rolled the model buffer's %d filled slots out again from their "
+                    "policies in %.1f s.", algorithm, filled, time.time() - started)
+        if differing:
+            logger.warning(
+                "%s: the rebuilt model buffer differs from the saved one in the slots of "
+                "iterations %s (checksum or row count): this machine or its software "
+                "computes the rollouts with other rounding (a GPU without "
+                "--xla_gpu_deterministic_ops, another CPU), so the resumed run is not "
+                "bit-identical to an uninterrupted one. Resuming with the rebuilt rows.",
+                algorithm, differing)
+        return state
+
+    return to_checkpoint, from_checkpoint
+
+
+def checkpoint_disk_problem(config: ml_collections.ConfigDict, algorithm: str, obs_dim: int,
+                            act_dim: int, workdir: Path) -> str | None:
+    """Why ``algorithm``'s checkpoints would not fit on the workdir's disk,
+    or None. Only ``buffer_checkpoint='rows'`` can be large: each checkpoint
+    holds the K x S-row model buffer of every seed, ``keep_checkpoints`` are
+    kept and one more is written before the oldest goes."""
+    cfg = config[algorithm]
+    if cfg.buffer_checkpoint != "rows":
+        return None
+    row_bytes = 4 * (2 * obs_dim + act_dim + 3)
+    seeds_ = max(1, config.num_seeds)
+    per_checkpoint = cfg.buffer_iterations * cfg.rollout_samples * row_bytes * seeds_
+    directory = Path(workdir) / "checkpoints" / algorithm
+    existing = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) \
+        if directory.is_dir() else 0
+    needed = per_checkpoint * (cfg.keep_checkpoints + 1) - existing
+    free = shutil.disk_usage(workdir).free
+    if needed <= free:
+        return None
+    gb = lambda n: f"{n / 1e9:.1f} GB"  # noqa: E731
+    return (
+        f"--config.{algorithm}.buffer_checkpoint='rows': each {algorithm} checkpoint holds the "
+        f"model buffer ({cfg.buffer_iterations} x {cfg.rollout_samples:,} rows x {seeds_} "
+        f"seed(s) = {gb(per_checkpoint)}), and with {algorithm}.keep_checkpoints="
+        f"{cfg.keep_checkpoints} plus the one being written the run needs {gb(needed)} more, "
+        f"but the disk of {workdir} has {gb(free)} free. Use "
+        f"--config.{algorithm}.buffer_checkpoint=regenerate (checkpoints keep each slot's "
+        f"policy instead and roll its rows out again on restore), or a workdir on a larger "
+        f"disk.")
 
 
 MODEL_CHOICES = ("ensemble", "simulator")

@@ -36,6 +36,7 @@ from mb2po_jax.agents.sac import SACConfig
 from mb2po_jax.checkpoint import RunMismatchError, check_same_run, flatten_config
 from mb2po_jax.data import DatasetError, DatasetNotFoundError
 from mb2po_jax.envs import get_termination_fn
+from mb2po_jax.mb2po import BUFFER_CHECKPOINTS
 from mb2po_jax.metrics_logger import plot_learning_curve, read_series
 from mb2po_jax.model.dynamics import DynamicsConfig
 from mb2po_jax.model.penalties import PENALTIES
@@ -119,6 +120,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         if mb.next_state not in NEXT_STATE_CHOICES:
             raise _fail(f"{name}.next_state", mb.next_state,
                         f"valid: {list(NEXT_STATE_CHOICES)}.")
+        if mb.buffer_checkpoint not in BUFFER_CHECKPOINTS:
+            raise _fail(f"{name}.buffer_checkpoint", mb.buffer_checkpoint,
+                        f"valid: {list(BUFFER_CHECKPOINTS)}.")
         problem = phases.model_choice_problem(name, mb.model, mb.start_states, mb.horizon)
         if problem:
             raise _fail(*problem)
@@ -275,6 +279,15 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
 
     def initial(source: str | None, phase):
         return phases.restore_from_workdir(source, phase, data) if source else None
+
+    if fine_tune:
+        # Before any training: a checkpoint that cannot be written would
+        # only fail hours in, at fine-tuning's first save.
+        problem = phases.checkpoint_disk_problem(
+            config, config.algorithm if mopo else phases.MB2PO, data.info.obs_dim,
+            data.info.act_dim, workdir)
+        if problem:
+            raise UsageError(problem)
 
     outcomes = {}
     if not mopo:

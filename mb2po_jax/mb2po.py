@@ -28,6 +28,7 @@ from typing import Any, Callable, NamedTuple
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mb2po_jax.agents import Agent, Metrics
 from mb2po_jax.model import buffer as model_buffer
@@ -53,15 +54,62 @@ class FineTuningConfig:
     updates_per_iteration: int  # U
     buffer_iterations: int  # K, iterations the model buffer keeps
     next_state: str  # "sample" (the paper's) or "mean": model_rollout.make_model_step
+    # What a checkpoint holds of the model buffer: "rows" (the K x S rows
+    # themselves) or "regenerate" (the policy each slot was rolled out with;
+    # the rows are rolled out again on restore). See :class:`BufferlessCheckpoint`.
+    buffer_checkpoint: str
+
+
+BUFFER_CHECKPOINTS = ("rows", "regenerate")
 
 
 @flax.struct.dataclass
 class MB2POState:
-    """The fine-tuning phase's state: the agent, the model buffer, the count."""
+    """The fine-tuning phase's state: the agent, the model buffer, the count.
+
+    ``policies`` (only with ``buffer_checkpoint="regenerate"``, else None):
+    ``[K, ...]`` the policy parameters each buffer slot was rolled out with
+    (iteration i's in slot ``i % K``), which is all a checkpoint needs to
+    rebuild the buffer's rows.
+    """
 
     agent: Any
     buffer: model_buffer.ModelBuffer
     iteration: jax.Array
+    policies: Any = None
+
+
+@flax.struct.dataclass
+class RowsCheckpoint:
+    """What a ``buffer_checkpoint="rows"`` checkpoint holds: the state with
+    its model buffer's rows (the form of every checkpoint made before
+    ``policies`` existed, so those still restore)."""
+
+    agent: Any
+    buffer: model_buffer.ModelBuffer
+    iteration: jax.Array
+
+
+@flax.struct.dataclass
+class BufferlessCheckpoint:
+    """What a ``buffer_checkpoint="regenerate"`` checkpoint holds.
+
+    At paper scale the model buffer is K x S = 100M rows, 11-17 GB per seed
+    (hopper to halfcheetah), and a checkpoint keeping it is that size on
+    disk, written every ``checkpoint_every`` iterations: two kept checkpoints
+    of three vmapped seeds outgrow a 64 GiB disk. Its rows are a function of
+    the iteration's policy, the dynamics, the dataset and the iteration's key,
+    so this keeps the K policies (about 0.9 MB each at paper size) and rolls
+    the slots out again on restore. ``slot_checksums`` ([K], a sum over each
+    slot's rows) says whether the rebuilt rows are the saved ones.
+    """
+
+    agent: Any
+    iteration: jax.Array
+    policies: Any
+    counts: jax.Array
+    num_inserted: jax.Array
+    slot_checksums: jax.Array
 
 
 def real_batch_size(omega: float, batch_size: int) -> int:
@@ -83,6 +131,21 @@ def mixed_batch(
     if num_model:
         parts.append(model_buffer.sample(buffer, model_key, num_model))
     return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=0), *parts)
+
+
+def make_collect(
+    rollout: Callable[[DynamicsState, Any, jax.Array, jax.Array], model_rollout.Rollout],
+) -> Callable[..., tuple[model_buffer.ModelBuffer, Metrics]]:
+    """``collect(buffer, dyn_state, policy_params, start_observations, key)
+    -> (buffer, rollout_stats)``: one iteration's rollout into the buffer's
+    next slot. The iteration and the buffer's regeneration share it, so a
+    rebuilt slot is traced from the same operations as the original."""
+
+    def collect(buffer, dyn_state, policy_params, observations, key):
+        rolled = rollout(dyn_state, policy_params, observations, key)
+        return model_buffer.insert(buffer, rolled.transitions, rolled.valid), rolled.stats
+
+    return collect
 
 
 def make_iteration(
@@ -107,15 +170,15 @@ def make_iteration(
     """
     num_real = real_batch_size(omega, batch_size)
     num_model = batch_size - num_real
+    collect = make_collect(rollout)
 
     def iteration(
         agent_state: Any, buffer: model_buffer.ModelBuffer, dyn_state: DynamicsState,
         dataset: Transitions, key: jax.Array,
     ):
         rollout_key, train_key = jax.random.split(key)
-        rolled = rollout(dyn_state, agent.policy_params(agent_state), dataset.observations,
-                         rollout_key)
-        buffer = model_buffer.insert(buffer, rolled.transitions, rolled.valid)
+        buffer, rollout_stats = collect(buffer, dyn_state, agent.policy_params(agent_state),
+                                        dataset.observations, rollout_key)
 
         def body(state, step_key):
             batch_key, update_key = jax.random.split(step_key)
@@ -128,7 +191,7 @@ def make_iteration(
         # Peaks (``*_max``) stay peaks over the iteration, so the divergence
         # guard sees a spike that a mean would hide.
         metrics = reduce_chunk_metrics(metrics)
-        metrics.update(rolled.stats)
+        metrics.update(rollout_stats)
         metrics["buffer_valid_rows"] = model_buffer.num_valid(buffer).astype(jnp.float32)
         return agent_state, buffer, metrics
 
@@ -168,14 +231,44 @@ def make_diagnostics(agent: Agent, *, num_rows: int = 1024) -> Callable[..., Met
 
 
 def init_state(agent_state: Any, config: FineTuningConfig, *, obs_dim: int,
-               act_dim: int) -> MB2POState:
-    """The loop's start: ``agent_state``, an empty buffer of K x S rows, iteration 0."""
+               act_dim: int, policy_params: Any = None) -> MB2POState:
+    """The loop's start: ``agent_state``, an empty buffer of K x S rows, iteration 0.
+
+    With ``config.buffer_checkpoint == "regenerate"``, ``policy_params`` (the
+    agent's) shapes the ring of the K slots' policies (zeros until filled)."""
+    if config.buffer_checkpoint not in BUFFER_CHECKPOINTS:
+        raise ValueError(f"buffer_checkpoint={config.buffer_checkpoint!r}: valid: "
+                         f"{list(BUFFER_CHECKPOINTS)}.")
+    policies = None
+    if config.buffer_checkpoint == "regenerate":
+        k = config.buffer_iterations
+        policies = jax.tree.map(lambda p: jnp.zeros((k,) + p.shape, p.dtype), policy_params)
     return MB2POState(
         agent=agent_state,
         buffer=model_buffer.init_buffer(config.buffer_iterations, config.rollout_samples,
                                         obs_dim, act_dim),
         iteration=jnp.zeros((), jnp.int32),
+        policies=policies,
     )
+
+
+def slot_checksums(buffer: model_buffer.ModelBuffer) -> jax.Array:
+    """``[K]``: the sum of every number in each slot (valid rows and the
+    masked rest alike), a fingerprint of the slot's rows."""
+    k = buffer.num_slots
+    per_field = [jnp.sum(x.reshape(k, -1), axis=1) for x in jax.tree.leaves(buffer.data)]
+    return jnp.sum(jnp.stack(per_field), axis=0)
+
+
+def checkpoint_form(state: MB2POState, buffer_checkpoint: str
+                    ) -> RowsCheckpoint | BufferlessCheckpoint:
+    """What a checkpoint of ``state`` holds under ``buffer_checkpoint``."""
+    if buffer_checkpoint == "rows":
+        return RowsCheckpoint(agent=state.agent, buffer=state.buffer, iteration=state.iteration)
+    return BufferlessCheckpoint(
+        agent=state.agent, iteration=state.iteration, policies=state.policies,
+        counts=state.buffer.counts, num_inserted=state.buffer.num_inserted,
+        slot_checksums=slot_checksums(state.buffer))
 
 
 class FineTuning(NamedTuple):
@@ -186,10 +279,20 @@ class FineTuning(NamedTuple):
         step: ``(state, dyn_state, dataset, key, reference) -> (state, metrics)``,
             one iteration plus the diagnostics against ``reference`` (an agent
             state, e.g. the pretrained one); the old state's buffer is donated.
+        to_checkpoint: ``state -> what a checkpoint holds``: a
+            :class:`RowsCheckpoint` (``buffer_checkpoint="rows"``) or a
+            :class:`BufferlessCheckpoint`.
+        regenerate_slot: ``(buffer, policies, dyn_state, observations, key,
+            i) -> buffer``: rolls iteration ``i``'s slot out again with its
+            policy from ``policies`` into ``buffer``; ``key`` is the key that
+            iteration's ``step`` got. :func:`restore_state` calls it for each
+            slot a :class:`BufferlessCheckpoint` left out.
     """
 
     init: Callable[[Any], MB2POState]
     step: Callable[..., tuple[MB2POState, Metrics]]
+    to_checkpoint: Callable[[MB2POState], Any]
+    regenerate_slot: Callable[..., MB2POState]
 
 
 def make_fine_tuning(
@@ -216,18 +319,77 @@ def make_fine_tuning(
     iteration = make_iteration(agent, rollout_fn, batch_size=cfg.batch_size, omega=cfg.omega,
                                num_updates=cfg.updates_per_iteration)
     diagnostics = make_diagnostics(agent)
+    collect = make_collect(rollout_fn)
+    regenerate = cfg.buffer_checkpoint == "regenerate"
+    num_slots = cfg.buffer_iterations
 
     def init(agent_state: Any) -> MB2POState:
-        return init_state(agent_state, cfg, obs_dim=obs_dim, act_dim=act_dim)
+        return init_state(agent_state, cfg, obs_dim=obs_dim, act_dim=act_dim,
+                          policy_params=agent.policy_params(agent_state))
+
+    def remember_policy(policies: Any, slot: jax.Array, params: Any) -> Any:
+        return jax.tree.map(lambda ring, p: ring.at[slot].set(p), policies, params)
 
     def step(state: MB2POState, dyn_state: DynamicsState, dataset: Transitions,
              key: jax.Array, reference: Any) -> tuple[MB2POState, Metrics]:
+        policies = state.policies
+        if regenerate:
+            # The policy this iteration rolls out with, before its updates.
+            policies = remember_policy(policies, state.iteration % num_slots,
+                                       agent.policy_params(state.agent))
         agent_state, buffer, metrics = iteration(state.agent, state.buffer, dyn_state, dataset,
                                                  key)
         # Its own key stream (not the iteration's), so the training numbers
         # are the same with or without this instrument.
         metrics.update(diagnostics(agent_state, reference, buffer, dataset,
                                    jax.random.fold_in(key, 1 << 30)))
-        return MB2POState(agent_state, buffer, state.iteration + 1), metrics
+        return MB2POState(agent_state, buffer, state.iteration + 1, policies), metrics
 
-    return FineTuning(init=init, step=step)
+    def to_checkpoint(state: MB2POState) -> Any:
+        return checkpoint_form(state, cfg.buffer_checkpoint)
+
+    def regenerate_slot(buffer: model_buffer.ModelBuffer, policies: Any,
+                        dyn_state: DynamicsState, observations: jax.Array, key: jax.Array,
+                        iteration_index: jax.Array) -> model_buffer.ModelBuffer:
+        # The same key split and the same collect as the iteration's.
+        rollout_key, _ = jax.random.split(key)
+        params = jax.tree.map(lambda ring: ring[iteration_index % num_slots], policies)
+        return collect(buffer, dyn_state, params, observations, rollout_key)[0]
+
+    return FineTuning(init=init, step=step, to_checkpoint=to_checkpoint,
+                      regenerate_slot=regenerate_slot)
+
+
+def restore_state(
+    saved: BufferlessCheckpoint, fresh: MB2POState,
+    regenerate: Callable[[model_buffer.ModelBuffer, Any, int], model_buffer.ModelBuffer],
+    checksums: Callable[[model_buffer.ModelBuffer], jax.Array],
+) -> tuple[MB2POState, list[int]]:
+    """The state a :class:`BufferlessCheckpoint` was made from.
+
+    Args:
+        saved: the restored checkpoint (with or without a leading seed axis).
+        fresh: a state of the run's shapes with an empty buffer (``init``'s).
+        regenerate: ``(buffer, policies, i) -> buffer``, the loop's
+            ``regenerate_slot`` with the dynamics, the dataset and iteration
+            ``i``'s key bound (and the seeds batched) by the caller.
+        checksums: :func:`slot_checksums`, batched like ``regenerate``.
+
+    Returns:
+        ``(state, differing)``: the rebuilt state, and the iterations whose
+        rebuilt slot does not have the saved checksum or row count (empty when
+        the rows are the saved ones, as on the same CPU and software).
+    """
+    done = int(np.max(np.asarray(saved.iteration)))
+    num_slots = fresh.buffer.num_slots
+    first = max(0, done - num_slots)
+    buffer = fresh.buffer.replace(num_inserted=jnp.full_like(fresh.buffer.num_inserted, first))
+    for i in range(first, done):
+        buffer = regenerate(buffer, saved.policies, i)
+    same = ((np.asarray(checksums(buffer)) == np.asarray(saved.slot_checksums))
+            & (np.asarray(buffer.counts) == np.asarray(saved.counts)))
+    same = same.reshape(-1, num_slots).all(axis=0)  # over the seeds, if any
+    differing = [i for i in range(first, done) if not same[i % num_slots]]
+    state = MB2POState(agent=saved.agent, buffer=buffer, iteration=saved.iteration,
+                       policies=saved.policies)
+    return state, differing

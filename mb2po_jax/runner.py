@@ -117,6 +117,10 @@ class Phase:
         postfix: metric names shown on the progress bar.
         unit: progress-bar unit name.
         keep_checkpoints: checkpoints kept.
+        to_checkpoint, from_checkpoint: what a checkpoint holds of a state,
+            and the state back from it (both the identity by default; MB2PO
+            can leave its model buffer out and rebuild it). ``abstract``
+            describes the checkpoint's form.
         seeds: the seeds of a seed-stacked state (``()``: one seed, no seed
             axis). Then ``advance``'s metrics are ``[N]`` arrays, ``evaluate``
             returns a list of N results and ``guard`` sees one seed's metrics.
@@ -139,6 +143,8 @@ class Phase:
     unit: str = "step"
     keep_checkpoints: int = 3
     seeds: tuple[int, ...] = ()
+    to_checkpoint: Callable[[Any], Any] = lambda state: state
+    from_checkpoint: Callable[[Any], Any] = lambda saved: saved
 
 
 @dataclasses.dataclass
@@ -187,7 +193,8 @@ def run_phase(
     with Checkpointer(workdir / "checkpoints" / phase.name, phase.keep_checkpoints) as checkpointer:
         wall_before, last_eval = 0.0, None
         if checkpointer.latest_step() is not None:
-            state, saved = checkpointer.restore_newest_readable(phase.abstract())
+            restored, saved = checkpointer.restore_newest_readable(phase.abstract())
+            state = phase.from_checkpoint(restored)
             wall_before, last_eval = float(saved.get("wall_seconds", 0.0)), saved.get("last_eval")
             logger.info("Resuming %s from step %d.", phase.name, phase.progress(state))
         else:
@@ -200,8 +207,9 @@ def run_phase(
 
         def save(step: int) -> float:
             seconds = wall_before + time.time() - start_time
-            checkpointer.save(step, state, {**meta, "phase": phase.name, "step": step,
-                                            "wall_seconds": seconds, "last_eval": last_eval})
+            checkpointer.save(step, phase.to_checkpoint(state), {
+                **meta, "phase": phase.name, "step": step, "wall_seconds": seconds,
+                "last_eval": last_eval})
             return seconds
 
         wall_seconds = wall_before

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -209,6 +210,13 @@ def test_config_files_and_overrides_resolve() -> None:
             cpu = common.load_config_file(common.resolve_config_path(f"{env}_{kind}_cpu"))
             assert cpu.dataset == f"{env}-{kind}" and cpu.awac.hidden_dims == (256, 256, 256, 256)
             assert cpu.awac.num_steps == 50_000 and cpu.awac.batch_size == 256
+            # The CPU scale's buffer (20 x 50k rows) is checkpointed as it is;
+            # the paper's (100 x 1M) is rolled out again on restore.
+            assert cpu.mb2po.buffer_checkpoint == "rows"
+            paper = common.load_config_file(common.resolve_config_path(f"{env}_{kind}"))
+            assert paper.mb2po.buffer_checkpoint == "regenerate"
+    assert common.load_config_file(
+        common.resolve_config_path("quickstart")).mb2po.buffer_checkpoint == "rows"
     for name in names:  # every shipped config passes validation as it is
         validate_config(common.load_config_file(common.resolve_config_path(name)))
     path = common.resolve_config_path("hopper_mixed.py")
@@ -281,9 +289,10 @@ def test_every_phase_end_to_end_with_both_scores(full_run: Path) -> None:
     assert evaluate_checkpoint(full_run, phase="awac")["returns"] == results["phases"]["awac"]["returns"]
 
 
-def _interrupt_third_iteration(monkeypatch: pytest.MonkeyPatch):
-    """Makes fine-tuning raise Ctrl-C on its third iteration (after iteration
-    2 was checkpointed); returns the real ``make_iteration`` to restore."""
+def _interrupt_third_iteration(monkeypatch: pytest.MonkeyPatch, call: int = 3):
+    """Makes fine-tuning raise Ctrl-C on its ``call``-th iteration (after
+    iteration ``call - 1`` was checkpointed); returns the real
+    ``make_iteration`` to restore."""
     real_make = phases.mb2po.make_iteration
 
     def make_interrupting(*args, **kwargs):
@@ -291,7 +300,7 @@ def _interrupt_third_iteration(monkeypatch: pytest.MonkeyPatch):
 
         def wrapped(*a):
             calls.append(1)
-            if len(calls) == 3:
+            if len(calls) == call:
                 raise KeyboardInterrupt
             return iteration(*a)
 
@@ -318,6 +327,67 @@ def test_fine_tuning_starts_from_another_run_and_resumes_mid_mb2po(
     assert resumed["returns"] == straight["returns"]
     read = lambda d: (d / "mb2po" / "metrics_train.csv").read_text()  # noqa: E731
     assert read(tmp_path) == read(full_run)
+
+
+def _saved_tree(step_dir: Path) -> dict:
+    """The structure (shapes) of a checkpoint's saved state, read from Orbax's metadata."""
+    import orbax.checkpoint as ocp
+    return dict(ocp.StandardCheckpointer().metadata(step_dir / "state").item_metadata.tree)
+
+
+def test_buffer_regenerating_checkpoints_resume_to_the_same_numbers(
+        full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``mb2po.buffer_checkpoint='regenerate'``: the checkpoint leaves the
+    model buffer's rows out, and the resumed run rolls them out again from
+    the saved policies: the same numbers as an uninterrupted run keeping the
+    rows, also after the ring of slots has wrapped (5 iterations, K = 2)."""
+    def config(mode: str):
+        config = _from(full_run, tiny_config(fine_tune=True))
+        config.mb2po.num_iterations, config.mb2po.buffer_iterations = 6, 2
+        config.mb2po.checkpoint_every = 1
+        config.mb2po.buffer_checkpoint = mode
+        return config
+
+    straight = run(config("rows"), tmp_path / "rows")
+    real_make = _interrupt_third_iteration(monkeypatch, call=6)
+    with pytest.raises(phase_runner.InterruptedRun, match="'mb2po'.*step 5"):
+        run(config("regenerate"), tmp_path / "regen")
+    # No K x S-row array in the checkpoint: K policies and K-slot summaries.
+    saved = _saved_tree(tmp_path / "regen" / "checkpoints" / "mb2po" / "5")
+    assert "buffer" not in saved and saved["slot_checksums"].shape == (2,)
+    assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves(saved["policies"]))
+    monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
+    with caplog.at_level(logging.INFO, logger="experiments.phases"):
+        resumed = run(config("regenerate"), tmp_path / "regen")
+    assert "rolled the model buffer's 2 filled slots out again" in caplog.text
+    assert "differs from the saved one" not in caplog.text
+    assert resumed["returns"] == straight["returns"]
+    read = lambda d: (d / "mb2po" / "metrics_train.csv").read_text()  # noqa: E731
+    assert read(tmp_path / "regen") == read(tmp_path / "rows")
+    # Evaluation reads only the agent from either form of checkpoint.
+    assert evaluate_checkpoint(tmp_path / "regen")["returns"] == straight["returns"]
+
+
+def test_rows_checkpoints_that_cannot_fit_the_disk_are_refused_before_training(
+        tmp_path: Path) -> None:
+    config = tiny_config(fine_tune=True)
+    assert phases.checkpoint_disk_problem(config, "mb2po", 11, 3, tmp_path) is None
+    # 10^11 rows of hopper (obs 11, act 3: 112 bytes) per checkpoint: no disk holds 3.
+    config.mb2po.rollout_samples, config.mb2po.buffer_iterations = 10**10, 10
+    problem = phases.checkpoint_disk_problem(config, "mb2po", 11, 3, tmp_path)
+    assert problem and "--config.mb2po.buffer_checkpoint='rows'" in problem
+    assert "11200.0 GB" in problem and "buffer_checkpoint=regenerate" in problem
+    config.mb2po.buffer_checkpoint = "regenerate"
+    assert phases.checkpoint_disk_problem(config, "mb2po", 11, 3, tmp_path) is None
+    # A run says so at its start, before AWAC trains (no work is lost).
+    config.mb2po.buffer_checkpoint = "rows"
+    with pytest.raises(common.UsageError, match=r"buffer_checkpoint='rows'.*GB free"):
+        run(config, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints" / "awac").exists()
+    config.mb2po.buffer_checkpoint = "buffer"
+    with pytest.raises(common.UsageError, match=r"mb2po\.buffer_checkpoint='buffer'.*regenerate"):
+        validate_config(config)
 
 
 def test_guard_stops_mb2po_on_runaway_q_and_keeps_last_checkpoint(full_run: Path, tmp_path: Path) -> None:

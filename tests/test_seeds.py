@@ -115,8 +115,13 @@ def test_results_hold_each_seed_and_the_mean(runs: dict[str, Path]) -> None:
     assert evaluated["per_seed"][0]["updates"] == evaluated["per_seed"][1]["updates"]
 
 
+@pytest.mark.parametrize("buffer_checkpoint", ["rows", "regenerate"])
 def test_seeds_resume_exactly(runs: dict[str, Path], tmp_path: Path,
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+                              monkeypatch: pytest.MonkeyPatch, buffer_checkpoint: str) -> None:
+    """Also when the checkpoint leaves the model buffer out and the resumed
+    run rolls every seed's slots out again (the straight run kept the rows)."""
+    config = seeds_config()
+    config.mb2po.buffer_checkpoint = buffer_checkpoint
     real = phases.fine_tuning_phase
 
     def interrupting(*args, **kwargs):
@@ -132,9 +137,9 @@ def test_seeds_resume_exactly(runs: dict[str, Path], tmp_path: Path,
 
     monkeypatch.setattr(phases, "fine_tuning_phase", interrupting)
     with pytest.raises(runner.InterruptedRun, match="'mb2po'"):
-        run(seeds_config(), tmp_path)
+        run(config, tmp_path)
     monkeypatch.setattr(phases, "fine_tuning_phase", real)
-    resumed = run(seeds_config(), tmp_path)
+    resumed = run(config, tmp_path)
     straight = json.loads((runs["both"] / "results.json").read_text())
     assert [r["returns"] for r in resumed["per_seed"]] == [r["returns"] for r in straight["per_seed"]]
     for index in (0, 1):

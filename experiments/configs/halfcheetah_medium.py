@@ -1,7 +1,7 @@
 """Paper config for halfcheetah-medium (appendix 7.3: alpha=1, omega=0.8, h=5, lambda=1)."""
 
-from experiments.configs.base import paper_config
+from experiments.configs.base import paper_config, paper_scale
 
 
 def get_config():
-    return paper_config("halfcheetah-medium")
+    return paper_scale(paper_config("halfcheetah-medium"))

@@ -1,7 +1,7 @@
 """Paper config for hopper-medium-expert (appendix 7.3: alpha=2, omega=0.8, h=1, lambda=1)."""
 
-from experiments.configs.base import paper_config
+from experiments.configs.base import paper_config, paper_scale
 
 
 def get_config():
-    return paper_config("hopper-medium-expert")
+    return paper_scale(paper_config("hopper-medium-expert"))

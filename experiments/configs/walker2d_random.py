@@ -1,7 +1,7 @@
 """Paper config for walker2d-random (appendix 7.3: alpha=1, omega=0.8, h=1, lambda=1)."""
 
-from experiments.configs.base import paper_config
+from experiments.configs.base import paper_config, paper_scale
 
 
 def get_config():
-    return paper_config("walker2d-random")
+    return paper_scale(paper_config("walker2d-random"))
