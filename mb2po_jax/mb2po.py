@@ -17,6 +17,12 @@ other values.
 ``round`` is round-half-up (``floor(omega * B + 0.5)``), so the split never
 depends on Python's banker's rounding; with the paper's B = 1024 it gives 10
 real rows for omega = 0.01 and 819 for omega = 0.8.
+
+Checkpoints (``FineTuningConfig.buffer_checkpoint``): ``"rows"`` saves the
+state with the buffer's rows (:class:`RowsCheckpoint`); ``"regenerate"`` saves
+each slot's policy instead (:class:`BufferlessCheckpoint`), and
+:func:`restore_state` rolls the slots out again with the iteration's own
+``collect`` and key, checking them against per-slot checksums.
 """
 
 from __future__ import annotations
