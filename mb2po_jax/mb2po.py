@@ -298,7 +298,7 @@ class FineTuning(NamedTuple):
     init: Callable[[Any], MB2POState]
     step: Callable[..., tuple[MB2POState, Metrics]]
     to_checkpoint: Callable[[MB2POState], Any]
-    regenerate_slot: Callable[..., MB2POState]
+    regenerate_slot: Callable[..., model_buffer.ModelBuffer]
 
 
 def make_fine_tuning(
@@ -387,7 +387,7 @@ def restore_state(
         the rows are the saved ones, as on the same CPU and software).
     """
     done = int(np.max(np.asarray(saved.iteration)))
-    num_slots = fresh.buffer.num_slots
+    num_slots = fresh.buffer.counts.shape[-1]  # [K], or [N, K] with a seed axis
     first = max(0, done - num_slots)
     buffer = fresh.buffer.replace(num_inserted=jnp.full_like(fresh.buffer.num_inserted, first))
     for i in range(first, done):

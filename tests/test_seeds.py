@@ -119,9 +119,17 @@ def test_results_hold_each_seed_and_the_mean(runs: dict[str, Path]) -> None:
 def test_seeds_resume_exactly(runs: dict[str, Path], tmp_path: Path,
                               monkeypatch: pytest.MonkeyPatch, buffer_checkpoint: str) -> None:
     """Also when the checkpoint leaves the model buffer out and the resumed
-    run rolls every seed's slots out again (the straight run kept the rows)."""
+    run rolls every seed's slots out again: then with K = 2 slots and the
+    interruption after 3 iterations (the ring has wrapped), against a
+    straight run that kept the rows."""
     config = seeds_config()
-    config.mb2po.buffer_checkpoint = buffer_checkpoint
+    reference = runs["both"]
+    stop_at = 3
+    if buffer_checkpoint == "regenerate":
+        config.mb2po.buffer_iterations, config.mb2po.checkpoint_every = 2, 1
+        stop_at, reference = 4, tmp_path / "rows"
+        run(config, reference)
+        config.mb2po.buffer_checkpoint = "regenerate"
     real = phases.fine_tuning_phase
 
     def interrupting(*args, **kwargs):
@@ -129,22 +137,22 @@ def test_seeds_resume_exactly(runs: dict[str, Path], tmp_path: Path,
 
         def advance(state, chunk):
             calls.append(chunk)
-            if len(calls) == 3:
+            if len(calls) == stop_at:
                 raise KeyboardInterrupt
             return phase.advance(state, chunk)
 
         return dataclasses.replace(phase, advance=advance)
 
     monkeypatch.setattr(phases, "fine_tuning_phase", interrupting)
-    with pytest.raises(runner.InterruptedRun, match="'mb2po'"):
-        run(config, tmp_path)
+    with pytest.raises(runner.InterruptedRun, match=f"'mb2po'.*step {stop_at - 1}"):
+        run(config, tmp_path / "resumed")
     monkeypatch.setattr(phases, "fine_tuning_phase", real)
-    resumed = run(config, tmp_path)
-    straight = json.loads((runs["both"] / "results.json").read_text())
+    resumed = run(config, tmp_path / "resumed")
+    straight = json.loads((reference / "results.json").read_text())
     assert [r["returns"] for r in resumed["per_seed"]] == [r["returns"] for r in straight["per_seed"]]
     for index in (0, 1):
         path = f"mb2po/seed_{index}/metrics_train.csv"
-        assert (tmp_path / path).read_text() == (runs["both"] / path).read_text()
+        assert (tmp_path / "resumed" / path).read_text() == (reference / path).read_text()
 
 
 def test_num_seeds_and_batching_are_checked() -> None:
