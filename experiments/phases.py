@@ -446,12 +446,13 @@ def _buffer_checkpointing(config: ml_collections.ConfigDict, tuning: mb2po.FineT
     with its buffer's rows for ``buffer_checkpoint='rows'``; else a checkpoint without the
     buffer's rows, which are rolled out again on restore (each slot from its
     policy, the dynamics and its iteration's key) and checked against the
-    saved per-slot checksums."""
+    saved per-slot checksums. A finished phase's state comes back without
+    them (``buffer=None``): it is only reported."""
     one = config.num_seeds == 1
     to_checkpoint = loop.to_checkpoint if one else _per_seed(config, loop.to_checkpoint, (0,))
     if tuning.buffer_checkpoint == "rows":
-        return to_checkpoint, lambda saved: mb2po.MB2POState(saved.agent, saved.buffer,
-                                                             saved.iteration)
+        return to_checkpoint, lambda saved, finished: mb2po.MB2POState(
+            saved.agent, saved.buffer, saved.iteration)
     regenerate_slot = (jax.jit(loop.regenerate_slot, donate_argnums=(0,)) if one else
                        _per_seed(config, loop.regenerate_slot, (0, 0, 0, None, 0, None),
                                  donate_argnums=(0,)))
@@ -461,7 +462,12 @@ def _buffer_checkpointing(config: ml_collections.ConfigDict, tuning: mb2po.FineT
         return regenerate_slot(buffer, policies, dynamics_state, dataset.observations,
                                _fold(config, key, i), jnp.asarray(i, jnp.int32))
 
-    def from_checkpoint(saved: mb2po.BufferlessCheckpoint) -> mb2po.MB2POState:
+    def from_checkpoint(saved: mb2po.BufferlessCheckpoint, finished: bool) -> mb2po.MB2POState:
+        if finished:
+            # Only reported, never advanced: the rows (minutes of rollouts at
+            # paper scale, the memory of the whole buffer) are not rebuilt.
+            logger.info("%s: finished; its model buffer is not rolled out again.", algorithm)
+            return mb2po.MB2POState(saved.agent, None, saved.iteration, saved.policies)
         started = time.time()
         state, differing = mb2po.restore_state(saved, init(), regenerate, checksums)
         filled = min(int(np.max(np.asarray(saved.iteration))), tuning.buffer_iterations)

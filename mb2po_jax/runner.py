@@ -111,16 +111,21 @@ class Phase:
         evaluate: ``state -> dict`` of an evaluation (scalars are logged).
         guard: ``(metrics, step) -> None``; raises TrainingDivergedError.
         finalize: applied to the state after the last chunk, before the final
-            save (e.g. elite selection).
+            save (e.g. elite selection). Idempotent: a run stopped during its
+            final evaluation applies it again when resumed.
         stopped: ``state -> bool``; True ends the phase before ``total``
             (early stopping). Checked after every chunk and on resume.
         postfix: metric names shown on the progress bar.
         unit: progress-bar unit name.
         keep_checkpoints: checkpoints kept.
         to_checkpoint, from_checkpoint: what a checkpoint holds of a state,
-            and the state back from it (both the identity by default; MB2PO
-            can leave its model buffer out and rebuild it). ``abstract``
-            describes the checkpoint's form.
+            and ``(saved, finished) -> state`` back from it (both the
+            identity by default; MB2PO can leave its model buffer out and
+            rebuild it). ``finished`` is True when the checkpoint is of the
+            phase's last step and holds its final evaluation: the state is
+            then only reported (progress, evaluation), never advanced, so a
+            costly rebuild may be skipped. ``abstract`` describes the
+            checkpoint's form.
         seeds: the seeds of a seed-stacked state (``()``: one seed, no seed
             axis). Then ``advance``'s metrics are ``[N]`` arrays, ``evaluate``
             returns a list of N results and ``guard`` sees one seed's metrics.
@@ -144,7 +149,7 @@ class Phase:
     keep_checkpoints: int = 3
     seeds: tuple[int, ...] = ()
     to_checkpoint: Callable[[Any], Any] = lambda state: state
-    from_checkpoint: Callable[[Any], Any] = lambda saved: saved
+    from_checkpoint: Callable[[Any, bool], Any] = lambda saved, finished: saved
 
 
 @dataclasses.dataclass
@@ -191,11 +196,18 @@ def run_phase(
     """
     start_time = time.time()
     with Checkpointer(workdir / "checkpoints" / phase.name, phase.keep_checkpoints) as checkpointer:
-        wall_before, last_eval = 0.0, None
+        wall_before, last_eval, last_eval_step = 0.0, None, None
         if checkpointer.latest_step() is not None:
             restored, saved = checkpointer.restore_newest_readable(phase.abstract())
-            state = phase.from_checkpoint(restored)
             wall_before, last_eval = float(saved.get("wall_seconds", 0.0)), saved.get("last_eval")
+            # A run stopped during its final evaluation saved its last step with
+            # an earlier evaluation: that one is not the final one, so it is made
+            # again. (Checkpoints from before this field: the step's own.)
+            last_eval_step = saved.get("last_eval_step", saved["step"])
+            if last_eval_step != saved["step"]:
+                last_eval, last_eval_step = None, None
+            state = phase.from_checkpoint(
+                restored, last_eval is not None and saved["step"] >= phase.total)
             logger.info("Resuming %s from step %d.", phase.name, phase.progress(state))
         else:
             state = initial_state(checkpointer) if initial_state else phase.init()
@@ -209,7 +221,7 @@ def run_phase(
             seconds = wall_before + time.time() - start_time
             checkpointer.save(step, phase.to_checkpoint(state), {
                 **meta, "phase": phase.name, "step": step, "wall_seconds": seconds,
-                "last_eval": last_eval})
+                "last_eval": last_eval, "last_eval_step": last_eval_step})
             return seconds
 
         wall_seconds = wall_before
@@ -241,7 +253,7 @@ def run_phase(
                     if final:
                         state = phase.finalize(state)
                     if step % phase.eval_every == 0 or final:
-                        last_eval = phase.evaluate(state)
+                        last_eval, last_eval_step = phase.evaluate(state), step
                         results = last_eval if phase.seeds else [last_eval]
                         for logger_, seed, result in zip(loggers, phase.seeds or (None,), results):
                             logger_.write(step, scalars(result), "eval")

@@ -170,6 +170,30 @@ def test_rerun_of_finished_run_changes_nothing(awac_run: Path) -> None:
     assert json.loads(json.dumps(run(tiny_config(), awac_run))) == before
 
 
+def test_a_run_stopped_in_its_final_evaluation_makes_it_again(
+        awac_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during the last step's evaluation saves that step with the
+    previous (step 10) evaluation; the re-run must not report it as final."""
+    real, calls = phases.evaluate_policy, []
+
+    def interrupting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the evaluations at steps 10 and 20
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(phases, "evaluate_policy", interrupting)
+    with pytest.raises(phase_runner.InterruptedRun, match="step 20"):
+        run(tiny_config(), tmp_path)
+    with Checkpointer(tmp_path / "checkpoints" / "awac") as checkpointer:
+        assert checkpointer.restore_meta(20)["last_eval_step"] == 10
+    monkeypatch.setattr(phases, "evaluate_policy", real)
+    resumed = run(tiny_config(), tmp_path)
+    assert resumed["returns"] == json.loads((awac_run / "results.json").read_text())["returns"]
+    eval_rows = (tmp_path / "awac" / "metrics_eval.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in eval_rows[1:]] == ["10", "20"]
+
+
 def test_workdir_refuses_other_config_or_dataset(awac_run: Path) -> None:
     other = tiny_config()
     other.awac.alpha = 2.0
@@ -365,6 +389,13 @@ def test_buffer_regenerating_checkpoints_resume_to_the_same_numbers(
     assert resumed["returns"] == straight["returns"]
     read = lambda d: (d / "mb2po" / "metrics_train.csv").read_text()  # noqa: E731
     assert read(tmp_path / "regen") == read(tmp_path / "rows")
+    # A finished run read again is only reported: its slots are not rolled out.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="experiments.phases"):
+        again = run(config("regenerate"), tmp_path / "regen")
+    assert "finished; its model buffer is not rolled out again" in caplog.text
+    assert "rolled the model buffer's" not in caplog.text
+    assert again["returns"] == straight["returns"]
     # Evaluation reads only the agent from either form of checkpoint.
     assert evaluate_checkpoint(tmp_path / "regen")["returns"] == straight["returns"]
 
