@@ -202,6 +202,20 @@ def build_dynamics(config: ml_collections.ConfigDict, obs_dim: int, act_dim: int
     return dynamics.make_dynamics(obs_dim, act_dim, dynamics.DynamicsConfig.from_dict(config.dynamics))
 
 
+def dynamics_rows(data: PreparedData, dataset: Transitions) -> Transitions:
+    """The rows the dynamics model learns from: all of them, except the
+    terminal rows of a file whose s' was derived from the next row (their
+    s' = s is a placeholder; learning it would teach the model that a fall
+    stops all motion)."""
+    if not data.info.next_observations_derived:
+        return dataset
+    known = np.flatnonzero(np.asarray(data.transitions.terminals) == 0)
+    logger.info("Dataset %s has no stored next observations: the dynamics model leaves "
+                "out its %d terminal rows, whose next state was never recorded.",
+                data.info.name, len(data.transitions) - len(known))
+    return jax.tree.map(lambda x: x[known], dataset)
+
+
 def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, dataset: Transitions) -> Phase:
     cfg = config.dynamics
     model = build_dynamics(config, data.info.obs_dim, data.info.act_dim)
@@ -209,8 +223,8 @@ def dynamics_phase(config: ml_collections.ConfigDict, data: PreparedData, datase
     # a seed axis, train and holdout are [N, rows, ...].
     split = lambda data, key: dynamics.split_holdout(  # noqa: E731
         data, key, cfg.holdout_fraction, cfg.max_holdout)
-    train, holdout = _per_seed(config, split, (None, 0))(dynamics.make_dynamics_data(dataset),
-                                                         _key(config, _DYN_SPLIT))
+    train, holdout = _per_seed(config, split, (None, 0))(
+        dynamics.make_dynamics_data(dynamics_rows(data, dataset)), _key(config, _DYN_SPLIT))
     train_steps = dynamics.make_train_steps(model.update, cfg.num_members, cfg.batch_size,
                                             config.train.steps_per_chunk)
     train_key = _key(config, _DYN_TRAIN)

@@ -139,6 +139,30 @@ def test_d4rl_uses_stored_next_observations(tmp_path: Path) -> None:
     assert info.num_episodes == 3
 
 
+def test_dynamics_model_leaves_out_rows_whose_next_state_was_never_recorded(
+        tmp_path: Path) -> None:
+    """Without stored s', a terminal row's s' = s is a placeholder: the
+    critic may keep it (it never bootstraps), the dynamics model must not
+    learn "zero change" from it. With stored s' every row is a transition."""
+    from experiments.common import PreparedData
+    from experiments.phases import dynamics_rows
+    from mb2po_jax.model.dynamics import make_dynamics_data
+
+    derived, derived_info = load_d4rl_hdf5(_write_hdf5(tmp_path / "a.hdf5", _d4rl_arrays()))
+    arrays = _d4rl_arrays()
+    arrays["next_observations"] = arrays["observations"] + 0.5
+    stored, stored_info = load_d4rl_hdf5(_write_hdf5(tmp_path / "b.hdf5", arrays))
+    assert derived_info.next_observations_derived and not stored_info.next_observations_derived
+
+    rows = dynamics_rows(PreparedData(derived, derived_info, "Hopper-v5", None), derived)
+    # Kept rows 0, 1, 3, 4, 5, 7 (row 2 is the terminal): each s' is its successor.
+    np.testing.assert_array_equal(rows.observations[:, 0], [0, 1, 3, 4, 5, 7])
+    targets = np.asarray(make_dynamics_data(rows).targets)
+    np.testing.assert_array_equal(targets[:, :OBS_DIM], np.ones((6, OBS_DIM)))
+    assert len(dynamics_rows(PreparedData(stored, stored_info, "Hopper-v5", None),
+                             stored)) == NUM_ROWS
+
+
 def test_d4rl_missing_timeouts_means_zeros(tmp_path: Path) -> None:
     arrays = _d4rl_arrays()
     del arrays["timeouts"]

@@ -55,6 +55,11 @@ class DatasetInfo:
         ref_min_score: return of a random policy, for normalised scores.
         ref_max_score: return of an expert policy, for normalised scores.
         fingerprint: sha256 hex of the transitions (see :func:`fingerprint`).
+        next_observations_derived: True when the file held no
+            ``next_observations`` and s' was built from the next row (old
+            D4RL files): its terminal rows then hold the placeholder s' = s,
+            harmless to the critic (terminals never bootstrap) but not a
+            transition a dynamics model may learn from.
     """
 
     name: str
@@ -67,6 +72,7 @@ class DatasetInfo:
     ref_min_score: float | None
     ref_max_score: float | None
     fingerprint: str
+    next_observations_derived: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -94,7 +100,7 @@ def _make_transitions(**arrays: np.ndarray) -> Transitions:
 def _info(
     data: Transitions, *, name: str, source: str, env_id: str | None,
     num_episodes: int | None, ref_min_score: float | None = None,
-    ref_max_score: float | None = None,
+    ref_max_score: float | None = None, next_observations_derived: bool = False,
 ) -> DatasetInfo:
     return DatasetInfo(
         name=name,
@@ -107,6 +113,7 @@ def _info(
         ref_min_score=None if ref_min_score is None else float(ref_min_score),
         ref_max_score=None if ref_max_score is None else float(ref_max_score),
         fingerprint=fingerprint(data),
+        next_observations_derived=next_observations_derived,
     )
 
 
@@ -267,7 +274,8 @@ def _derive_next_observations(arrays: dict[str, np.ndarray]) -> dict[str, np.nda
     next_obs = np.empty_like(obs)
     next_obs[:-1] = obs[1:]
     # After a terminal the next row is a reset; s' is unknowable but unused
-    # (terminal rows do not bootstrap), so s' = s keeps the row.
+    # by the critic (terminal rows do not bootstrap), so s' = s keeps the row.
+    # The dynamics model leaves these rows out (``next_observations_derived``).
     next_obs[terminals] = obs[terminals]
     # After a timeout (or at the file's end) s' is unknown *and* bootstraps,
     # so those rows must go rather than borrow the next episode's first state.
@@ -294,8 +302,10 @@ def load_d4rl_hdf5(
     timeout, or the file's last row) are dropped, since their true s' was never
     recorded and they would bootstrap from it. Terminal rows are kept with
     ``s' = s`` (a placeholder: the next row is a reset and terminals never
-    bootstrap, so s' is not used). A file without ``timeouts`` (old D4RL) gets
-    all-zero timeouts. Terminal and timeout flags are never merged.
+    bootstrap, so s' is not used by the critic; the dynamics model is not
+    trained on them, see ``DatasetInfo.next_observations_derived``). A file
+    without ``timeouts`` (old D4RL) gets all-zero timeouts. Terminal and
+    timeout flags are never merged.
 
     Args:
         path: the ``.hdf5`` file.
@@ -311,7 +321,8 @@ def load_d4rl_hdf5(
     arrays = _read_d4rl(path)
     check_same_length(arrays, f"hdf5:{path}")
     num_episodes = _count_episodes(arrays["terminals"], arrays["timeouts"])
-    if "next_observations" not in arrays:
+    derived = "next_observations" not in arrays
+    if derived:
         arrays = _derive_next_observations(arrays)
     data = _make_transitions(**arrays)
     info = _info(
@@ -320,5 +331,6 @@ def load_d4rl_hdf5(
         source=f"hdf5:{path}",
         env_id=env_id,
         num_episodes=num_episodes,
+        next_observations_derived=derived,
     )
     return data, info
