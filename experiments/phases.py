@@ -22,6 +22,7 @@ from typing import Any
 
 import functools
 import logging
+import os
 import shutil
 import time
 
@@ -500,6 +501,65 @@ def _buffer_checkpointing(config: ml_collections.ConfigDict, tuning: mb2po.FineT
     return to_checkpoint, from_checkpoint
 
 
+def buffer_bytes(cfg: ml_collections.ConfigDict, obs_dim: int, act_dim: int) -> int:
+    """One seed's model buffer: K x S float32 rows of (s, a, r, s', terminal, timeout)."""
+    return cfg.buffer_iterations * cfg.rollout_samples * 4 * (2 * obs_dim + act_dim + 3)
+
+
+def _memory_limit() -> tuple[int, int, str, bool] | None:
+    """``(bytes one device can hold, devices, what the limit is, exact)``, or
+    None where it cannot be read. A GPU's is its allocator's limit (75 % of
+    the device by default); it is exact with preallocation off or a memory
+    fraction set, while a default preallocating pool may grow past it (newer
+    JAX). CPU devices share the host's available memory."""
+    devices = jax.devices()
+    stats = devices[0].memory_stats()
+    if stats and stats.get("bytes_limit"):
+        exact = (os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE", "").lower() == "false"
+                 or any(name in os.environ for name in ("XLA_PYTHON_CLIENT_MEM_FRACTION",
+                                                         "XLA_CLIENT_MEM_FRACTION")))
+        return (int(stats["bytes_limit"]), len(devices),
+                f"the {devices[0].device_kind} allocator's limit (XLA_PYTHON_CLIENT_MEM_FRACTION "
+                f"raises it)", exact)
+    try:
+        with open("/proc/meminfo") as file:
+            available = next(int(line.split()[1]) * 1024 for line in file
+                             if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    return available, 1, "the host's available memory (MemAvailable)", True
+
+
+def buffer_memory_problem(config: ml_collections.ConfigDict, algorithm: str, obs_dim: int,
+                          act_dim: int) -> tuple[str, bool] | None:
+    """``(message, fatal)`` when ``algorithm``'s model buffers would not fit
+    in memory (fatal where the limit is exact: allocating them would fail,
+    after pretraining has run), or fill more than 80 % of it (a warning: the
+    networks, the rollout and the dataset need room too); None otherwise or
+    where the limit is unknown. Seeds are split over the devices as evenly
+    as ``num_seeds`` allows."""
+    limit = _memory_limit()
+    if limit is None:
+        return None
+    capacity, num_devices, what, exact = limit
+    seeds_ = max(1, config.num_seeds)
+    used = max(d for d in range(1, num_devices + 1) if seeds_ % d == 0)
+    per_device = seeds_ // used
+    needed = buffer_bytes(config[algorithm], obs_dim, act_dim) * per_device
+    if needed <= 0.8 * capacity:
+        return None
+    cfg = config[algorithm]
+    gb = lambda n: f"{n / 1e9:.1f} GB"  # noqa: E731
+    message = (
+        f"The {algorithm} model buffer ({cfg.buffer_iterations} x {cfg.rollout_samples:,} rows "
+        f"x {per_device} seed(s) per device = {gb(needed)}) "
+        f"{'exceeds' if needed > capacity else 'takes more than 80 % of'} {gb(capacity)}, "
+        f"{what}. Run fewer seeds per program (--config.num_seeds), lower "
+        f"--config.{algorithm}.buffer_iterations or --config.{algorithm}.rollout_samples "
+        f"(a deviation from the paper), or use a device with more memory.")
+    return message, exact and needed > capacity
+
+
 def checkpoint_disk_problem(config: ml_collections.ConfigDict, algorithm: str, obs_dim: int,
                             act_dim: int, workdir: Path) -> str | None:
     """Why ``algorithm``'s checkpoints would not fit on the workdir's disk,
@@ -509,9 +569,8 @@ def checkpoint_disk_problem(config: ml_collections.ConfigDict, algorithm: str, o
     cfg = config[algorithm]
     if cfg.buffer_checkpoint != "rows":
         return None
-    row_bytes = 4 * (2 * obs_dim + act_dim + 3)
     seeds_ = max(1, config.num_seeds)
-    per_checkpoint = cfg.buffer_iterations * cfg.rollout_samples * row_bytes * seeds_
+    per_checkpoint = buffer_bytes(cfg, obs_dim, act_dim) * seeds_
     directory = Path(workdir) / "checkpoints" / algorithm
     existing = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) \
         if directory.is_dir() else 0

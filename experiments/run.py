@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ from experiments.configs.base import get_base_config
 from experiments.common import UsageError, prepare_dataset, resolve_config_argv, setup_logging
 from mb2po_jax.runner import (InterruptedRun, TrainingDivergedError, WorkdirBusyError, run_phase,
                               workdir_lock)
+
+logger = logging.getLogger(__name__)
 
 RUN_FILE, RESULTS_FILE = "run.json", "results.json"
 # Lengths --extend may raise, and the phases that would have to be redone if
@@ -283,11 +286,17 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
     if fine_tune:
         # Before any training: a checkpoint that cannot be written would
         # only fail hours in, at fine-tuning's first save.
+        section = config.algorithm if mopo else phases.MB2PO
         problem = phases.checkpoint_disk_problem(
-            config, config.algorithm if mopo else phases.MB2PO, data.info.obs_dim,
-            data.info.act_dim, workdir)
+            config, section, data.info.obs_dim, data.info.act_dim, workdir)
         if problem:
             raise UsageError(problem)
+        memory = phases.buffer_memory_problem(config, section, data.info.obs_dim,
+                                              data.info.act_dim)
+        if memory and memory[1]:
+            raise UsageError(memory[0])
+        if memory:
+            logger.warning(memory[0])
 
     outcomes = {}
     if not mopo:

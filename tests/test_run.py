@@ -421,6 +421,47 @@ def test_rows_checkpoints_that_cannot_fit_the_disk_are_refused_before_training(
         validate_config(config)
 
 
+def test_model_buffers_that_cannot_fit_in_memory_are_refused_before_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # Paper-scale halfcheetah (obs 17, act 6: 172 bytes a row) on a GPU whose
+    # allocator allows 60 GB (75 % of an 80 GB card): 3 seeds fit, 4 do not.
+    config = tiny_config(fine_tune=True)
+    config.mb2po.rollout_samples, config.mb2po.buffer_iterations = 10**6, 100
+    monkeypatch.setattr(phases, "_memory_limit", lambda: (60 * 10**9, 1, "test limit", True))
+    config.num_seeds = 2
+    assert phases.buffer_memory_problem(config, "mb2po", 17, 6) is None
+    config.num_seeds = 3
+    message, fatal = phases.buffer_memory_problem(config, "mb2po", 17, 6)
+    assert not fatal and "51.6 GB) takes more than 80 % of 60.0 GB" in message
+    config.num_seeds = 4
+    message, fatal = phases.buffer_memory_problem(config, "mb2po", 17, 6)
+    assert fatal and "100 x 1,000,000 rows x 4 seed(s) per device = 68.8 GB) exceeds" in message
+    # A preallocating GPU pool may grow past its reported limit: then a warning.
+    monkeypatch.setattr(phases, "_memory_limit", lambda: (60 * 10**9, 1, "test limit", False))
+    assert phases.buffer_memory_problem(config, "mb2po", 17, 6)[1] is False
+    # Two devices hold two seeds each.
+    monkeypatch.setattr(phases, "_memory_limit", lambda: (60 * 10**9, 2, "test limit", True))
+    assert phases.buffer_memory_problem(config, "mb2po", 17, 6) is None
+    # A run says so at its start, before AWAC trains (no work is lost); a
+    # tight fit is run with a warning.
+    monkeypatch.setattr(phases, "_memory_limit", lambda: (1000, 1, "test limit", True))
+    small = tiny_config(fine_tune=True)
+    with pytest.raises(common.UsageError, match=r"mb2po model buffer .* exceeds .*num_seeds"):
+        run(small, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints" / "awac").exists()
+    row = 4 * (2 * 11 + 3 + 3)
+    needed = small.mb2po.buffer_iterations * small.mb2po.rollout_samples * row
+    monkeypatch.setattr(phases, "_memory_limit", lambda: (int(needed / 0.9), 1, "test limit", True))
+    with caplog.at_level(logging.WARNING, logger="experiments.run"):
+        run(small, tmp_path / "tight")
+    assert "takes more than 80 %" in caplog.text
+
+
+def test_the_memory_limit_is_read_from_this_machine() -> None:
+    capacity, devices, what, exact = phases._memory_limit()
+    assert capacity > 10**8 and devices >= 1 and what and isinstance(exact, bool)
+
+
 def test_guard_stops_mb2po_on_runaway_q_and_keeps_last_checkpoint(full_run: Path, tmp_path: Path) -> None:
     config = _from(full_run, tiny_config(fine_tune=True))
     config.mb2po.penalty_coef = -1e6  # a "bonus" that makes model rewards explode
