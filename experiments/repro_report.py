@@ -268,7 +268,9 @@ def plot_task(records: list[dict[str, Any]], task: str, out: Path,
             by_arm.setdefault(record["arm"], []).append(dict(record["curve"]))
     if not by_arm:
         return None
-    fig = Figure(figsize=(7.0, 4.2), dpi=100)
+    # The legend goes below the axes (a row per two arms): inside, it hid
+    # the curves' dips wherever matplotlib put it.
+    fig = Figure(figsize=(7.0, 4.2 + 0.25 * ((len(by_arm) + 1) // 2)), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     pretrain_end = None
@@ -304,7 +306,8 @@ def plot_task(records: list[dict[str, Any]], task: str, out: Path,
     ax.set_title(f"{task}: mean over seeds, band = min..max; ◆ final evaluation ± std",
                  fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8,
+              frameon=False)
     fig.tight_layout()
     fig.savefig(out, format="png")
     return out
