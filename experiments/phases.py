@@ -542,13 +542,11 @@ def buffer_memory_problem(config: ml_collections.ConfigDict, algorithm: str, obs
     if limit is None:
         return None
     capacity, num_devices, what, exact = limit
-    seeds_ = max(1, config.num_seeds)
-    used = max(d for d in range(1, num_devices + 1) if seeds_ % d == 0)
-    per_device = seeds_ // used
-    needed = buffer_bytes(config[algorithm], obs_dim, act_dim) * per_device
+    cfg, seeds_ = config[algorithm], max(1, config.num_seeds)
+    per_device = seeds_ // seeds.devices_used(seeds_, num_devices)
+    needed = buffer_bytes(cfg, obs_dim, act_dim) * per_device
     if needed <= 0.8 * capacity:
         return None
-    cfg = config[algorithm]
     gb = lambda n: f"{n / 1e9:.1f} GB"  # noqa: E731
     message = (
         f"The {algorithm} model buffer ({cfg.buffer_iterations} x {cfg.rollout_samples:,} rows "

@@ -108,11 +108,17 @@ def summarize(per_seed: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> dic
     return out
 
 
+def devices_used(num_seeds: int, num_devices: int) -> int:
+    """How many of ``num_devices`` devices the seeds are split over: the
+    most that take ``num_seeds`` evenly."""
+    return max(d for d in range(1, num_devices + 1) if num_seeds % d == 0)
+
+
 def seed_mesh(num_seeds: int, devices: Sequence[jax.Device] | None = None) -> Mesh | None:
     """A 1-D mesh over as many devices as evenly split ``num_seeds`` seeds, or
     None where that is one device (nothing to shard)."""
     devices = list(jax.devices() if devices is None else devices)
-    used = max(d for d in range(1, len(devices) + 1) if num_seeds % d == 0)
+    used = devices_used(num_seeds, len(devices))
     if used < len(devices):
         logger.warning(
             "num_seeds=%d does not split evenly over the %d visible devices: the seeds "
