@@ -49,6 +49,12 @@ class UsageError(ValueError):
     """A command-line mistake: printed without a traceback."""
 
 
+class ResourceError(UsageError):
+    """A run refused before training because this machine cannot hold it
+    (model buffers past memory, checkpoints past the disk). Another machine,
+    or the fix the message names, can run the same config."""
+
+
 def available_configs() -> list[str]:
     return sorted(p.name for p in CONFIG_DIR.glob("*.py") if p.name not in _NOT_CONFIGS)
 

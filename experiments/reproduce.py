@@ -28,7 +28,10 @@ over the control beside MB2PO's. Each cell is an ordinary ``experiments.run`` wo
 its policy is evaluated with ``--final_episodes`` episodes (default 50) and
 ``cell.json`` records the outcome, so a killed sweep resumes where it stopped
 and finished cells are skipped. A cell stopped by the divergence guard is
-recorded as ``diverged`` and the sweep goes on.
+recorded as ``diverged`` and the sweep goes on. A cell this machine cannot
+hold (its memory or disk pre-flight refuses it) is left pending, so a re-run
+on a larger machine or with the named fix takes it up; the other cells run,
+and the sweep then exits with every refusal's message.
 
 Outputs in ``--workdir`` (remade after every cell, or alone with
 ``--report_only``): ``results.csv`` (a row per task, seed and arm),
@@ -72,7 +75,8 @@ import numpy as np
 from absl import app, flags
 
 from experiments import repro_report
-from experiments.common import UsageError, _check_override, prepare_dataset, setup_logging
+from experiments.common import (ResourceError, UsageError, _check_override, prepare_dataset,
+                                setup_logging)
 from experiments.configs.base import PAPER_MB2PO_TABLE, SCALES, paper_config
 from experiments.evaluate import evaluate_checkpoint
 from mb2po_jax.runner import InterruptedRun, TrainingDivergedError
@@ -516,7 +520,9 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
     """Runs this shard's unfinished cells in order; returns every cell record.
 
     A cell whose pretraining diverged leaves its unit's arms recorded as
-    ``skipped``. The report is remade after every cell. ``seed_programs``:
+    ``skipped``. A cell refused by a pre-flight (:class:`ResourceError`) or
+    whose task's dataset is missing stays pending; the other cells run, then
+    the error names them all. The report is remade after every cell. ``seed_programs``:
     'one' (the seeds as one vmapped program), 'each' or 'auto' (see the
     module docstring). ``variants``: name -> overrides of MB2PO arms
     (:func:`parse_variant`); ``arms`` may name them.
@@ -543,7 +549,7 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
     # MOPO alone (from scratch) needs no AWAC pretraining.
     cells = plan(root, tasks, seeds, arms, shard, vmap_seeds=mode == "one",
                  pretrain=any(table[arm].from_pretrained for arm in arms))
-    records, missing = [], {}
+    records, missing, refused = [], {}, {}
     for number, cell in enumerate(cells, 1):
         record = read_cell(cell.workdir)
         pending = {"task": cell.task, "seed": cell.seed, "arm": cell.arm, "status": "pending"}
@@ -580,6 +586,14 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
                                  cell.task, error)
                     missing[cell.task] = str(error)
                     record = pending
+                except ResourceError as error:
+                    # Refused before training or binding the workdir to its
+                    # config: another machine, or the message's fix, can run
+                    # it, so it is not recorded as an outcome.
+                    logger.error("%s: refused on this machine, left pending: %s",
+                                 cell.label, error)
+                    refused[cell.label] = str(error)
+                    record = pending
                 logger.info("[%d/%d] %s: %s%s", number, len(cells), cell.label, record["status"],
                             f", final score {record['final_score']:.1f} over "
                             f"{record['final_episodes']} episodes"
@@ -590,12 +604,21 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
         records.append(record)
     if report:
         repro_report.write_report(root)
+    problems = []
+    if refused:
+        problems.append(
+            "this machine refused these cells (they stay pending: apply the fix and run the "
+            "same command again, or run them on a larger machine):\n" + "\n".join(
+                f"  {label}: {message}" for label, message in refused.items()))
     if missing:
-        raise DatasetNotFoundError(
-            "The other cells ran, but these tasks' datasets are missing (make them, e.g. "
+        problems.append(
+            "these tasks' datasets are missing (make them, e.g. "
             "`python -m experiments.make_dataset --env=<env> --kind=<kind> --scale=0.1`, "
             "then run the same command again):\n" + "\n".join(
                 f"  {task}: {message}" for task, message in missing.items()))
+    if problems:
+        error = ResourceError if refused else DatasetNotFoundError
+        raise error("The other cells ran, but " + "\nAnd ".join(problems))
     return records
 
 

@@ -47,7 +47,8 @@ from mb2po_jax.transitions import to_device
 
 from experiments import phases
 from experiments.configs.base import get_base_config
-from experiments.common import UsageError, prepare_dataset, resolve_config_argv, setup_logging
+from experiments.common import (ResourceError, UsageError, prepare_dataset, resolve_config_argv,
+                                setup_logging)
 from mb2po_jax.runner import (InterruptedRun, TrainingDivergedError, WorkdirBusyError, run_phase,
                               workdir_lock)
 
@@ -266,6 +267,22 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
             get_termination_fn(data.env_id)
         except ValueError as error:
             raise UsageError(f"Model rollouts need a termination function: {error}") from None
+        # Before any training, and before run.json binds the workdir to this
+        # config (the fix the message names must be accepted on a re-run): a
+        # checkpoint that cannot be written would only fail hours in, at
+        # fine-tuning's first save.
+        section = config.algorithm if mopo else phases.MB2PO
+        problem = phases.checkpoint_disk_problem(
+            config, section, data.info.obs_dim, data.info.act_dim, workdir)
+        if problem:
+            raise ResourceError(problem)
+        memory = phases.buffer_memory_problem(config, section, data.info.obs_dim,
+                                              data.info.act_dim)
+        if memory and memory[1]:
+            raise ResourceError(memory[0])
+        if memory:
+            logger.warning(memory[0])
+
     if saved is not None:
         _check_same_run(saved["config"], config_json, workdir,
                         saved_fingerprint=saved["dataset"]["fingerprint"],
@@ -282,21 +299,6 @@ def _run_locked(config: ml_collections.ConfigDict, workdir: Path, extend: bool) 
 
     def initial(source: str | None, phase):
         return phases.restore_from_workdir(source, phase, data) if source else None
-
-    if fine_tune:
-        # Before any training: a checkpoint that cannot be written would
-        # only fail hours in, at fine-tuning's first save.
-        section = config.algorithm if mopo else phases.MB2PO
-        problem = phases.checkpoint_disk_problem(
-            config, section, data.info.obs_dim, data.info.act_dim, workdir)
-        if problem:
-            raise UsageError(problem)
-        memory = phases.buffer_memory_problem(config, section, data.info.obs_dim,
-                                              data.info.act_dim)
-        if memory and memory[1]:
-            raise UsageError(memory[0])
-        if memory:
-            logger.warning(memory[0])
 
     outcomes = {}
     if not mopo:

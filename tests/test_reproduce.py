@@ -318,6 +318,39 @@ def test_any_shard_leaves_busy_cells_and_missing_data_for_later(tmp_path: Path, 
                        "walker2d-mixed seed 1 pretrain", "walker2d-mixed seed 1 awac"]
 
 
+def test_a_cell_this_machine_refuses_stays_pending_and_the_sweep_goes_on(
+        tmp_path: Path, monkeypatch):
+    """A pre-flight refusal (memory, disk) is about the machine, not the
+    method: the cell is not recorded (a larger machine or the named fix runs
+    it later), the other cells run, and the sweep ends with the message."""
+    from experiments.common import ResourceError
+
+    ran, refuse = [], {"hopper-mixed seed 0 mb2po"}
+
+    def fake_cell(cell, config, final_episodes, arms):
+        if cell.label in refuse:
+            raise ResourceError("The mb2po model buffer (...) exceeds 1.0 GB, test limit.")
+        ran.append(cell.label)
+        record = {"task": cell.task, "seed": cell.seed, "arm": cell.arm, "status": "done"}
+        reproduce._write_cell(cell.workdir, record)
+        return record
+
+    monkeypatch.setattr(reproduce, "_run_cell_locked", fake_cell)
+    monkeypatch.setattr(repro_report, "write_report", lambda root: None)
+    grid = dict(tasks=[TASK], seeds=[0, 1], arms=["awac", "mb2po"], scale="cpu",
+                seed_programs="each")
+    with pytest.raises(ResourceError, match=r"refused these cells.*\n  hopper-mixed seed 0 "
+                       r"mb2po: The mb2po model buffer"):
+        reproduce.run_sweep(tmp_path, **grid)
+    assert ran == [f"{TASK} seed 0 pretrain", f"{TASK} seed 0 awac", f"{TASK} seed 1 pretrain",
+                   f"{TASK} seed 1 awac", f"{TASK} seed 1 mb2po"]
+    assert reproduce.read_cell(reproduce.unit_dir(tmp_path, TASK, 0) / "mb2po") is None
+    refuse.clear()  # e.g. fewer seeds per program, or a larger machine
+    records = reproduce.run_sweep(tmp_path, **grid)
+    assert [r["status"] for r in records] == ["done"] * 6
+    assert ran[5:] == [f"{TASK} seed 0 mb2po"]
+
+
 def test_seeds_as_one_vmapped_program_give_per_seed_rows(tmp_path: Path, sweep: Path):
     # A new sweep of consecutive seeds runs them as one program per cell
     # (seed_programs='auto' -> 'one'); the report is still per seed.

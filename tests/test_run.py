@@ -413,9 +413,11 @@ def test_rows_checkpoints_that_cannot_fit_the_disk_are_refused_before_training(
     assert phases.checkpoint_disk_problem(config, "mb2po", 11, 3, tmp_path) is None
     # A run says so at its start, before AWAC trains (no work is lost).
     config.mb2po.buffer_checkpoint = "rows"
-    with pytest.raises(common.UsageError, match=r"buffer_checkpoint='rows'.*GB free"):
+    with pytest.raises(common.ResourceError, match=r"buffer_checkpoint='rows'.*GB free"):
         run(config, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints" / "awac").exists()
+    # Nor is the workdir bound to the refused config: the named fix re-runs there.
+    assert not (tmp_path / "run" / "run.json").exists()
     config.mb2po.buffer_checkpoint = "buffer"
     with pytest.raises(common.UsageError, match=r"mb2po\.buffer_checkpoint='buffer'.*regenerate"):
         validate_config(config)
@@ -446,9 +448,10 @@ def test_model_buffers_that_cannot_fit_in_memory_are_refused_before_training(
     # tight fit is run with a warning.
     monkeypatch.setattr(phases, "_memory_limit", lambda: (1000, 1, "test limit", True))
     small = tiny_config(fine_tune=True)
-    with pytest.raises(common.UsageError, match=r"mb2po model buffer .* exceeds .*num_seeds"):
+    with pytest.raises(common.ResourceError, match=r"mb2po model buffer .* exceeds .*num_seeds"):
         run(small, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints" / "awac").exists()
+    assert not (tmp_path / "run" / "run.json").exists()  # a fixed config may use the workdir
     row = 4 * (2 * 11 + 3 + 3)
     needed = small.mb2po.buffer_iterations * small.mb2po.rollout_samples * row
     monkeypatch.setattr(phases, "_memory_limit", lambda: (int(needed / 0.9), 1, "test limit", True))
