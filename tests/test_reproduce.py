@@ -275,6 +275,26 @@ def test_sweep_identity_ignores_display_only_overrides(tmp_path: Path):
                                     {"awac.num_steps": 5}, {})
 
 
+def _fake_cells(monkeypatch, error_for) -> list[str]:
+    """Fakes every cell (for tests of the scheduling only): a cell raises
+    ``error_for(cell)`` where that is not None, else is recorded done.
+    Returns the labels of the cells run, in order."""
+    ran = []
+
+    def fake_cell(cell, config, final_episodes, arms):
+        error = error_for(cell)
+        if error is not None:
+            raise error
+        ran.append(cell.label)
+        record = {"task": cell.task, "seed": cell.seed, "arm": cell.arm, "status": "done"}
+        reproduce._write_cell(cell.workdir, record)
+        return record
+
+    monkeypatch.setattr(reproduce, "_run_cell_locked", fake_cell)
+    monkeypatch.setattr(repro_report, "write_report", lambda root: None)
+    return ran
+
+
 def test_any_shard_leaves_busy_cells_and_missing_data_for_later(tmp_path: Path, monkeypatch):
     """--shard=any: every process walks every unit; a cell another process
     holds is left to it (and so are the arms of a unit whose pretraining is
@@ -284,18 +304,9 @@ def test_any_shard_leaves_busy_cells_and_missing_data_for_later(tmp_path: Path, 
 
     from mb2po_jax.data import DatasetNotFoundError
 
-    ran = []
-
-    def fake_cell(cell, config, final_episodes, arms):
-        if cell.task == "walker2d-mixed" and "walker" not in ran:
-            raise DatasetNotFoundError("no walker2d-mixed dataset here")
-        ran.append(cell.label)
-        record = {"task": cell.task, "seed": cell.seed, "arm": cell.arm, "status": "done"}
-        reproduce._write_cell(cell.workdir, record)
-        return record
-
-    monkeypatch.setattr(reproduce, "_run_cell_locked", fake_cell)
-    monkeypatch.setattr(repro_report, "write_report", lambda root: None)
+    ran = _fake_cells(monkeypatch, lambda cell: (
+        DatasetNotFoundError("no walker2d-mixed dataset here")
+        if cell.task == "walker2d-mixed" and "walker" not in ran else None))
     busy = reproduce.unit_dir(tmp_path, "hopper-mixed", 1) / reproduce.PRETRAIN
     busy.mkdir(parents=True)
     holder = open(busy / ".cell-lock", "a+")  # another process training it
@@ -325,18 +336,10 @@ def test_a_cell_this_machine_refuses_stays_pending_and_the_sweep_goes_on(
     it later), the other cells run, and the sweep ends with the message."""
     from experiments.common import ResourceError
 
-    ran, refuse = [], {"hopper-mixed seed 0 mb2po"}
-
-    def fake_cell(cell, config, final_episodes, arms):
-        if cell.label in refuse:
-            raise ResourceError("The mb2po model buffer (...) exceeds 1.0 GB, test limit.")
-        ran.append(cell.label)
-        record = {"task": cell.task, "seed": cell.seed, "arm": cell.arm, "status": "done"}
-        reproduce._write_cell(cell.workdir, record)
-        return record
-
-    monkeypatch.setattr(reproduce, "_run_cell_locked", fake_cell)
-    monkeypatch.setattr(repro_report, "write_report", lambda root: None)
+    refuse = {"hopper-mixed seed 0 mb2po"}
+    ran = _fake_cells(monkeypatch, lambda cell: (
+        ResourceError("The mb2po model buffer (...) exceeds 1.0 GB, test limit.")
+        if cell.label in refuse else None))
     grid = dict(tasks=[TASK], seeds=[0, 1], arms=["awac", "mb2po"], scale="cpu",
                 seed_programs="each")
     with pytest.raises(ResourceError, match=r"refused these cells.*\n  hopper-mixed seed 0 "
