@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mb2po_jax import paper
 from mb2po_jax.agents import Agent, Metrics
 from mb2po_jax.model import buffer as model_buffer
 from mb2po_jax.model import rollout as model_rollout
@@ -47,23 +48,34 @@ from mb2po_jax.transitions import Transitions, sample_batch
 
 @dataclasses.dataclass(frozen=True)
 class FineTuningConfig:
-    """One fine-tuning loop's settings (no defaults here: MB2PO's are the
-    config's ``mb2po`` section, MOPO's its ``mopo`` section)."""
+    """One fine-tuning loop's settings. Defaults are MB2PO's at the paper's
+    scale (appendix 7.3) with the omega, h and lambda of its medium tasks;
+    :meth:`paper` takes a task's own values. The pipeline builds it from the
+    config's ``mb2po`` (or, for MOPO, ``mopo``) section."""
 
-    horizon: int  # h, model steps per rollout
-    rollout_samples: int  # S model transitions per iteration (S / h start states)
-    penalty_coef: float  # lambda
-    uncertainty: str  # a registered penalty (mb2po_jax.model.penalties)
-    block_size: int  # rollout rows per block (memory only)
-    batch_size: int  # B
-    omega: float  # fraction of dataset rows in a batch
-    updates_per_iteration: int  # U
-    buffer_iterations: int  # K, iterations the model buffer keeps
-    next_state: str  # "sample" (the paper's) or "mean": model_rollout.make_model_step
+    horizon: int = 1  # h, model steps per rollout
+    rollout_samples: int = 1_000_000  # S model transitions per iteration (S / h start states)
+    penalty_coef: float = 1.0  # lambda
+    uncertainty: str = "max_std_norm"  # a registered penalty (mb2po_jax.model.penalties)
+    block_size: int = 2048  # rollout rows per block (memory only)
+    batch_size: int = 1024  # B
+    omega: float = 0.8  # fraction of dataset rows in a batch
+    updates_per_iteration: int = 1000  # U
+    buffer_iterations: int = 100  # K, iterations the model buffer keeps
+    next_state: str = "sample"  # "sample" (the paper's) or "mean": model_rollout.make_model_step
     # What a checkpoint holds of the model buffer: "rows" (the K x S rows
     # themselves) or "regenerate" (the policy each slot was rolled out with;
     # the rows are rolled out again on restore). See :class:`BufferlessCheckpoint`.
-    buffer_checkpoint: str
+    buffer_checkpoint: str = "rows"
+
+    @classmethod
+    def paper(cls, task: str, **overrides) -> "FineTuningConfig":
+        """The paper's settings for a task such as ``'hopper-mixed'`` (its
+        omega, h and lambda; the fine-tuning temperature alpha belongs to the
+        agent: ``AWACConfig(alpha=paper.mb2po_hyperparameters(task).alpha)``)."""
+        values = paper.mb2po_hyperparameters(task)
+        return cls(**{"horizon": values.horizon, "omega": values.omega,
+                      "penalty_coef": values.penalty_coef, **overrides})
 
 
 BUFFER_CHECKPOINTS = ("rows", "regenerate")
@@ -216,8 +228,13 @@ def make_diagnostics(agent: Agent, *, num_rows: int = 1024) -> Callable[..., Met
         scalars ``q_real_mean``, ``q_model_mean`` (Q of ``num_rows`` dataset /
         model-buffer rows at their own actions) and ``policy_shift`` (mean L2
         distance between the two deterministic actions on ``num_rows`` dataset
-        states).
+        states); for an agent with advantage-weighted policy steps (an
+        ``awr_weights`` field, as AWAC has), also ``weight_real_mean`` and
+        ``weight_model_mean``: the mean weight the policy step gives those
+        dataset and model rows (a dataset row far below V gets ~0, which
+        switches off the omega term that keeps the policy near the data).
     """
+    awr_weights = getattr(agent, "awr_weights", None)
 
     @jax.jit
     def diagnostics(state: Any, reference: Any, buffer: model_buffer.ModelBuffer,
@@ -227,11 +244,20 @@ def make_diagnostics(agent: Agent, *, num_rows: int = 1024) -> Callable[..., Met
         model = model_buffer.sample(buffer, model_key, num_rows)
         act = lambda s, obs: agent.act(agent.policy_params(s), obs)  # noqa: E731
         shift = act(state, real.observations) - act(reference, real.observations)
-        return {
+        metrics = {
             "q_real_mean": jnp.mean(agent.q_value(state, real.observations, real.actions)),
             "q_model_mean": jnp.mean(agent.q_value(state, model.observations, model.actions)),
             "policy_shift": jnp.mean(jnp.linalg.norm(shift, axis=-1)),
         }
+        if awr_weights is not None:
+            # Baseline keys of their own, so the sampled batches above are
+            # the ones an agent without weights draws.
+            real_w, model_w = jax.random.split(jax.random.fold_in(key, 1))
+            metrics["weight_real_mean"] = jnp.mean(
+                awr_weights(state, real.observations, real.actions, real_w))
+            metrics["weight_model_mean"] = jnp.mean(
+                awr_weights(state, model.observations, model.actions, model_w))
+        return metrics
 
     return diagnostics
 

@@ -37,11 +37,16 @@ class MLP(nn.Module):
     hidden_dims: Sequence[int]
     output_dim: int
     activation: Callable[[jax.Array], jax.Array] = nn.relu
+    # LayerNorm after each hidden layer's Dense, before the activation.
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for width in self.hidden_dims:
-            x = self.activation(nn.Dense(width)(x))
+            x = nn.Dense(width)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = self.activation(x)
         return nn.Dense(self.output_dim)(x)
 
 
@@ -52,11 +57,12 @@ class QuantileCritic(nn.Module):
 
     hidden_dims: Sequence[int] = (256, 256, 256, 256)
     num_quantiles: int = 100
+    layer_norm: bool = False  # see MLP; a named deviation (awac.critic_norm)
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
         x = jnp.concatenate([observations, actions], axis=-1)
-        return MLP(self.hidden_dims, self.num_quantiles)(x)
+        return MLP(self.hidden_dims, self.num_quantiles, layer_norm=self.layer_norm)(x)
 
 
 class QuantileCriticEnsemble(nn.Module):
@@ -70,6 +76,7 @@ class QuantileCriticEnsemble(nn.Module):
     num_members: int = 2
     hidden_dims: Sequence[int] = (256, 256, 256, 256)
     num_quantiles: int = 100
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
@@ -81,7 +88,8 @@ class QuantileCriticEnsemble(nn.Module):
             out_axes=0,
             axis_size=self.num_members,
         )
-        return ensemble(self.hidden_dims, self.num_quantiles)(observations, actions)
+        return ensemble(self.hidden_dims, self.num_quantiles, self.layer_norm)(
+            observations, actions)
 
 
 @flax.struct.dataclass

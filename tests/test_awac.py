@@ -49,6 +49,16 @@ METRIC_KEYS = {
     "advantage_std",
     "weight_mean",
     "weight_clip_fraction",
+    "weight_ess",
+    "weight_q05",
+    "weight_q50",
+    "weight_q95",
+    "advantage_std_return",
+    "advantage_std_h",
+    "weight_ess_return",
+    "weight_ess_h",
+    "weight_clip_fraction_return",
+    "weight_clip_fraction_h",
     "log_prob_mean",
     "critic_grad_norm",
     "policy_grad_norm",
@@ -94,6 +104,16 @@ def _q_min_ref(quantiles, eps=EPS):
     return np.min(np.mean(_h_inv_np(quantiles, eps), axis=-1), axis=0)
 
 
+def _q_min_h_ref(quantiles):
+    """min over members of the mean h-space quantile: [M, ..., N] -> [...]."""
+    return np.min(np.mean(np.asarray(quantiles, np.float64), axis=-1), axis=0)
+
+
+def _ess_ref(weights):
+    w = np.asarray(weights, np.float64)
+    return np.sum(w) ** 2 / (w.size * np.sum(w ** 2))
+
+
 def _quantile_huber_ref(pred, target, kappa=1.0):
     """Per-row QR-Huber loss, float64: sum over quantiles, mean over targets."""
     pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
@@ -136,7 +156,7 @@ def _adam_first_step(params, grads, lr, weight_decay=0.0):
 @functools.lru_cache(maxsize=None)
 def _agent(**overrides):
     """(agent, jitted update) for TINY updated with ``overrides``; cached so
-    each configuration compiles once per session."""
+    each configuration compiles once per test run."""
     agent = make_awac(OBS_DIM, ACT_DIM, AWACConfig(**{**TINY, **overrides}))
     return agent, jax.jit(agent.update)
 
@@ -465,7 +485,7 @@ def test_critic_loss_gradient_and_step_match_reference():
             _assert_trees_close(new_state.critic_params, expected, rtol=0, atol=1e-3 * cfg.critic_lr)
 
 
-@pytest.mark.parametrize("case", ["plain", "clipping", "bc", "grouped"])
+@pytest.mark.parametrize("case", ["plain", "clipping", "bc", "grouped", "h_space"])
 def test_policy_loss_gradient_and_step_match_reference(case):
     """Rebuilds the policy half of an update: the baseline samples K actions
     from the PRE-update policy with the second half of split(key), the critic
@@ -480,13 +500,16 @@ def test_policy_loss_gradient_and_step_match_reference(case):
         Adam's on the BC gradient.
     grouped: the baseline's critic calls take 2 samples each
         (advantage_samples_per_call, a speed knob): the same baseline.
+    h_space: advantage_space="h" with the critic scaled as in clipping: the
+        advantage is taken on the mean h-space quantile (before h^-1).
     """
-    overrides = {"bc": {"alpha": 1e9}, "grouped": {"advantage_samples_per_call": 2}}
+    overrides = {"bc": {"alpha": 1e9}, "grouped": {"advantage_samples_per_call": 2},
+                 "h_space": {"advantage_space": "h"}}
     agent, update = _agent(**overrides.get(case, {}))
     cfg = agent.config
     alpha = cfg.alpha
     state0 = agent.init(jax.random.PRNGKey(20))
-    if case == "clipping":
+    if case in ("clipping", "h_space"):
         scaled = jax.tree.map(lambda x: 3.0 * x, state0.critic_params)
         state0 = state0.replace(critic_params=scaled, critic_target_params=scaled)
     batch = _transitions(21, BATCH)
@@ -499,11 +522,23 @@ def test_policy_loss_gradient_and_step_match_reference(case):
     sampled = _sample(dist, policy_key, cfg.num_advantage_samples)
     chex.assert_shape(sampled, (cfg.num_advantage_samples, BATCH, ACT_DIM))
     obs_k = jnp.broadcast_to(obs, (cfg.num_advantage_samples,) + obs.shape)
-    q_pi = _q_min_ref(_apply(agent.critic, state0.critic_params, obs_k, sampled))  # [K, B]
+    z_pi = _apply(agent.critic, state0.critic_params, obs_k, sampled)
+    z_data = _apply(agent.critic, state0.critic_params, obs, batch.actions)
+    q_pi = _q_min_ref(z_pi)  # [K, B]
     chex.assert_shape(q_pi, (cfg.num_advantage_samples, BATCH))
-    q_data = _q_min_ref(_apply(agent.critic, state0.critic_params, obs, batch.actions))
-    advantages = q_data - np.mean(q_pi, axis=0)
+    q_data = _q_min_ref(z_data)
+    adv_return = q_data - np.mean(q_pi, axis=0)
+    adv_h = _q_min_h_ref(z_data) - np.mean(_q_min_h_ref(z_pi), axis=0)
+    advantages = adv_h if case == "h_space" else adv_return
     weights = np.minimum(np.exp(advantages / alpha), cfg.max_weight).astype(np.float32)
+    # Both spaces' instruments, whichever drives the step.
+    for space, adv in (("return", adv_return), ("h", adv_h)):
+        w = np.minimum(np.exp(adv / alpha), cfg.max_weight)
+        np.testing.assert_allclose(metrics[f"advantage_std_{space}"], np.std(adv), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(metrics[f"weight_ess_{space}"], _ess_ref(w), rtol=1e-4)
+    np.testing.assert_allclose(metrics["weight_ess"], _ess_ref(weights), rtol=1e-4)
+    np.testing.assert_allclose([metrics["weight_q05"], metrics["weight_q50"], metrics["weight_q95"]],
+                               np.quantile(weights, [0.05, 0.5, 0.95]), rtol=1e-4)
     log_probs = np.asarray(_log_prob(dist, batch.actions), np.float64)
     loss = -np.mean(log_probs * weights)
 
@@ -528,6 +563,10 @@ def test_policy_loss_gradient_and_step_match_reference(case):
     if case in ("plain", "grouped"):
         assert float(metrics["weight_clip_fraction"]) == 0.0
         assert np.std(weights) > 1e-3  # weights are not trivially constant
+    elif case == "h_space":
+        # The step used the h-space advantages, resolvably not the return-space ones.
+        assert np.max(np.abs(adv_h - adv_return)) > 1e-2
+        assert np.std(weights) > 1e-4
     elif case == "clipping":
         assert 0.0 < float(metrics["weight_clip_fraction"]) < 1.0
         assert np.sum((weights > 1e-3) & (weights < cfg.max_weight * 0.99)) >= 1  # some unclamped, non-zero
@@ -773,3 +812,60 @@ def test_q_is_min_over_members_of_mean_return():
     assert 0 < picks.mean() < 1
     shifted = jax.tree.map(lambda x: x + 0.1, state.critic_params)
     assert np.max(np.abs(np.asarray(agent.q(shifted, batch.observations, batch.actions)) - np.asarray(q))) > 1e-3
+
+
+def test_config_refuses_unknown_advantage_space_and_critic_norm():
+    with pytest.raises(ValueError, match=r"awac.advantage_space='q'.*\['return', 'h'\]"):
+        AWACConfig(advantage_space="q")
+    with pytest.raises(ValueError, match=r"awac.critic_norm='batchnorm'.*layernorm"):
+        AWACConfig(critic_norm="batchnorm")
+
+
+def test_critic_layer_norm_normalises_every_hidden_layer_and_trains():
+    """critic_norm='layernorm': each hidden layer of each member has a
+    LayerNorm (scale and bias per member), the policy has none, and an update
+    moves the LayerNorm parameters."""
+    agent, update = _agent(critic_norm="layernorm")
+    state0 = agent.init(jax.random.PRNGKey(30))
+    members = state0.critic_params["params"]["VmapQuantileCritic_0"]["MLP_0"]
+    norms = sorted(name for name in members if name.startswith("LayerNorm"))
+    assert norms == ["LayerNorm_0", "LayerNorm_1"]
+    chex.assert_shape(members["LayerNorm_0"]["scale"], (2, 32))
+    assert not any("LayerNorm" in str(path) for path, _ in
+                   jax.tree_util.tree_flatten_with_path(state0.policy_params)[0])
+    # LayerNorm makes the hidden features invariant to a scale of the inputs'
+    # first layer output: scaling Dense_0's kernel and bias leaves Q unchanged.
+    obs, act = jnp.ones((4, OBS_DIM)), jnp.ones((4, ACT_DIM))
+    scaled = jax.tree_util.tree_map_with_path(
+        lambda path, x: 5.0 * x if "Dense_0" in str(path) else x, state0.critic_params)
+    np.testing.assert_allclose(agent.critic.apply(scaled, obs, act),
+                               agent.critic.apply(state0.critic_params, obs, act), rtol=1e-4, atol=1e-5)
+    state1, metrics = update(state0, _transitions(31, BATCH), jax.random.PRNGKey(32))
+    assert np.isfinite(float(metrics["critic_loss"]))
+    moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))),
+                         state1.critic_params["params"]["VmapQuantileCritic_0"]["MLP_0"]["LayerNorm_0"],
+                         members["LayerNorm_0"])
+    assert min(jax.tree.leaves(moved)) > 0.0
+
+
+def test_awr_weights_are_the_policy_steps_weights_of_given_rows():
+    """agent.awr_weights (the fine-tuning instrument for dataset vs model rows)
+    computes exactly the configured space's clamped weights of the rows it is
+    given, with a baseline of num_advantage_samples policy samples."""
+    for space in ("return", "h"):
+        agent, _ = _agent(advantage_space=space)
+        cfg = agent.config
+        state = agent.init(jax.random.PRNGKey(40))
+        scaled = jax.tree.map(lambda x: 3.0 * x, state.critic_params)
+        state = state.replace(critic_params=scaled)
+        batch = _transitions(41, BATCH)
+        key = jax.random.PRNGKey(42)
+        got = jax.jit(agent.awr_weights)(state, batch.observations, batch.actions, key)
+        dist = _apply(agent.policy, state.policy_params, batch.observations)
+        sampled = _sample(dist, key, cfg.num_advantage_samples)
+        obs_k = jnp.broadcast_to(batch.observations, (cfg.num_advantage_samples,) + batch.observations.shape)
+        ref = _q_min_ref if space == "return" else _q_min_h_ref
+        adv = (ref(_apply(agent.critic, scaled, batch.observations, batch.actions))
+               - np.mean(ref(_apply(agent.critic, scaled, obs_k, sampled)), axis=0))
+        np.testing.assert_allclose(got, np.minimum(np.exp(adv / cfg.alpha), cfg.max_weight),
+                                   rtol=1e-4, atol=1e-6)

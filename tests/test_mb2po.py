@@ -91,3 +91,34 @@ def test_iteration_is_deterministic_and_fills_the_buffer() -> None:
         assert np.isfinite(metrics_a[-1][key])
     # The peak statistic is the max over the iteration's updates, not a mean.
     assert metrics_a[-1]["q_data_max"] >= metrics_a[-1]["q_data_mean"]
+
+
+def test_diagnostics_weigh_dataset_and_model_rows_apart() -> None:
+    """For an AWAC agent the per-iteration diagnostics give the mean AWR
+    weight of dataset rows and of model rows, each equal to the agent's own
+    weights of the rows the diagnostics sample; the other statistics do not
+    depend on whether the agent offers weights."""
+    agent, dyn_state, data, iteration = _setup()
+    state = agent.init(jax.random.PRNGKey(0))
+    # A scaled critic, so weights spread (and differ between row sets).
+    state = state.replace(critic_params=jax.tree.map(lambda x: 3.0 * x, state.critic_params))
+    buf = buffer.init_buffer(3, 64, OBS_DIM, ACT_DIM)
+    state, buf, _ = iteration(state, buf, dyn_state, data, jax.random.PRNGKey(1))
+    key = jax.random.PRNGKey(9)
+    diag = mb2po.make_diagnostics(agent, num_rows=32)(state, state, buf, data, key)
+    without = mb2po.make_diagnostics(agent._replace(awr_weights=None), num_rows=32)(
+        state, state, buf, data, key)
+    assert set(diag) == set(without) | {"weight_real_mean", "weight_model_mean"}
+    for name in without:
+        np.testing.assert_array_equal(diag[name], without[name])
+    real_key, model_key = jax.random.split(key)
+    real = mb2po.sample_batch(data, real_key, 32)
+    model = buffer.sample(buf, model_key, 32)
+    w_real, w_model = jax.random.split(jax.random.fold_in(key, 1))
+    np.testing.assert_allclose(
+        diag["weight_real_mean"],
+        np.mean(agent.awr_weights(state, real.observations, real.actions, w_real)), rtol=1e-5)
+    np.testing.assert_allclose(
+        diag["weight_model_mean"],
+        np.mean(agent.awr_weights(state, model.observations, model.actions, w_model)), rtol=1e-5)
+    assert float(diag["weight_real_mean"]) != float(diag["weight_model_mean"])

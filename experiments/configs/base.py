@@ -2,11 +2,13 @@
 
 Every config file in this folder defines ``get_config()`` returning an
 ``ml_collections.ConfigDict`` built from :func:`get_base_config`. Values are
-the paper's (``../shared/paper/mb2po-paper.md``, appendix 7): a paper config
-runs at the paper's scale (500k AWAC steps of batch 1024, ...), which takes
-about an hour per phase on one GPU and days on a 2-core CPU. Smaller scales
-(``quickstart.py``) change step and sample counts only, never the
-architecture or the losses.
+the paper's (Villaflor, Dolan and Schneider, "Fine-tuning Offline
+Reinforcement Learning with Model-Based Policy Optimization", appendix 7): a
+paper config runs at the paper's scale (500k AWAC steps of batch 1024, ...),
+about 25 minutes per task and seed on one H100-class GPU
+(docs/benchmarks.md) and days on a 2-core CPU. Smaller scales
+(``quickstart.py``, :func:`cpu_scale`) change step and sample counts only,
+never the architecture or the losses.
 
 Override any field from the command line, e.g.
 ``--config.awac.num_steps=1000 --config.seed=3``.
@@ -19,50 +21,16 @@ from typing import Callable
 import ml_collections
 from ml_collections import config_dict
 
+from mb2po_jax import paper
 from mb2po_jax.agents.awac import AWACConfig
 from mb2po_jax.agents.sac import SACConfig
 from mb2po_jax.model.dynamics import DynamicsConfig
 from mb2po_jax.training import defaults
 
-# Appendix 7.3: (alpha, omega, h, lambda) per task. alpha is the AWAC
-# temperature during MB2PO fine-tuning, omega the fraction of real data in a
-# fine-tuning batch, h the model-rollout horizon, lambda the uncertainty
-# penalty coefficient. "mixed" is D4RL's medium-replay.
-PAPER_MB2PO_TABLE: dict[str, tuple[float, float, int, float]] = {
-    "halfcheetah-random": (1.0, 0.8, 5, 1.0),
-    "hopper-random": (1.0, 0.8, 1, 1.0),
-    "walker2d-random": (1.0, 0.8, 1, 1.0),
-    "halfcheetah-medium": (1.0, 0.8, 5, 1.0),
-    "hopper-medium": (1.0, 0.8, 1, 1.0),
-    "walker2d-medium": (1.0, 0.8, 1, 1.0),
-    "halfcheetah-expert": (2.0, 0.8, 1, 1.0),
-    "hopper-expert": (2.0, 0.8, 1, 1.0),
-    "walker2d-expert": (2.0, 0.8, 1, 1.0),
-    "halfcheetah-medium-expert": (2.0, 0.8, 1, 1.0),
-    "hopper-medium-expert": (2.0, 0.8, 1, 1.0),
-    "walker2d-medium-expert": (2.0, 0.8, 1, 1.0),
-    "halfcheetah-mixed": (1.0, 0.01, 5, 1.0),
-    "hopper-mixed": (1.0, 0.01, 1, 1.0),
-    "walker2d-mixed": (1.0, 0.01, 1, 1.0),
-}
-
-
-# MOPO's reference code (examples/config/d4rl/*.py): (h, lambda) per task;
-# "mixed" is medium-replay. MOPO has no expert configs.
-MOPO_TABLE: dict[str, tuple[int, float]] = {
-    "halfcheetah-random": (5, 0.5),
-    "hopper-random": (5, 1.0),
-    "walker2d-random": (1, 1.0),
-    "halfcheetah-medium": (1, 1.0),
-    "hopper-medium": (5, 5.0),
-    "walker2d-medium": (5, 5.0),
-    "halfcheetah-mixed": (5, 1.0),
-    "hopper-mixed": (5, 1.0),
-    "walker2d-mixed": (1, 1.0),
-    "halfcheetah-medium-expert": (5, 5.0),
-    "hopper-medium-expert": (5, 1.0),
-    "walker2d-medium-expert": (1, 2.0),
-}
+# The paper's per-task (alpha, omega, h, lambda) and MOPO's (h, lambda) live in
+# the library (mb2po_jax.paper); the names stay importable from here.
+PAPER_MB2PO_TABLE = paper.MB2PO_TABLE
+MOPO_TABLE = paper.MOPO_TABLE
 
 
 def get_base_config() -> ml_collections.ConfigDict:
@@ -220,7 +188,7 @@ def paper_config(task: str) -> ml_collections.ConfigDict:
         raise ValueError(f"Unknown paper task '{task}'; valid: {sorted(PAPER_MB2PO_TABLE)}.")
     config = get_base_config()
     config.dataset = task
-    alpha, omega, horizon, penalty = PAPER_MB2PO_TABLE[task]
+    alpha, omega, horizon, penalty = paper.mb2po_hyperparameters(task)
     config.mb2po.alpha = alpha
     config.mb2po.omega = omega
     config.mb2po.horizon = horizon

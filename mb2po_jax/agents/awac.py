@@ -19,9 +19,19 @@ How we read the paper where it is terse (choices documented here on purpose):
    with target). Target quantiles are ``h(r + gamma (1 - terminal) h^-1(z'_j))``
    for each of the 100 target quantiles z'_j; both members regress onto the
    same target. Timeouts bootstrap (only true terminals cut the return).
-2. *Q for the advantage* is ``min over members of mean over quantiles of
-   h^-1(Z)``: the mean of the return distribution, pessimistic over members,
-   computed in return space (not h-space, where the mean would be biased).
+2. *Q for the advantage* (``advantage_space``). The paper sets alpha = 1 and
+   clamps exp(A / alpha) at 20 (AWAC, CRR) without saying in which space
+   A = Q - V is taken once the critic learns in the space of Pohlen's h.
+   ``"return"`` (default): Q is ``min over members of mean over quantiles of
+   h^-1(Z)``, the mean of the return distribution, pessimistic over members
+   (the unbiased mean; returns of order 100 make alpha = 1 near-greedy).
+   ``"h"``: Q is ``min over members of mean over quantiles of Z``, the
+   critic's own output before h^-1, which is what a CRR-style implementation
+   that adds the transform to an existing critic computes (Acme's CRR takes
+   the advantage from the critic's output); since h'(Q) ~ 0.04-0.07 at
+   Q ~ 80-240, alpha = 1 there is alpha ~ 15-24 in return space. Both spaces'
+   weight statistics are logged whichever drives the update
+   (``weight_ess_return`` / ``weight_ess_h`` and the clamp fractions).
 3. *Which critic the policy sees.* The advantage uses the critic parameters
    from before this step's critic update, and the policy samples a_j from the
    pre-update policy: all losses of a step are computed from the same
@@ -60,6 +70,8 @@ from mb2po_jax.training import make_train_steps as make_scanned_steps
 
 Metrics = dict[str, jax.Array]
 TARGET_SELECTIONS = ("online_min", "target_min")
+ADVANTAGE_SPACES = ("return", "h")
+CRITIC_NORMS = ("none", "layernorm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +108,14 @@ class AWACConfig:
     # rlkit's AWAC uses 0). Wide components put saturated tanh actions into
     # the advantage baseline and the model rollouts.
     log_std_max: float = 2.0
+    # The space in which A = Q - V is taken (module doc, reading 2): "return"
+    # (default: the mean of h^-1(Z)) or "h" (the mean of the critic's h-space
+    # quantiles Z). A named reading for ablation (docs/results.md).
+    advantage_space: str = "return"
+    # Normalisation inside each critic member: "none" (the paper) or
+    # "layernorm" (LayerNorm after each hidden layer, JAX-CORL's critic), a
+    # named deviation against the critic runaway on dataset rows.
+    critic_norm: str = "none"
     # Advantage-baseline samples per critic call (speed only: the baseline is
     # the same mean over num_advantage_samples actions, up to float rounding).
     # 1: one [B]-row call per sample (lax.map), best at the paper's B = 1024
@@ -107,6 +127,10 @@ class AWACConfig:
             raise ValueError(
                 f"awac.target_selection={self.target_selection!r}: valid choices are "
                 f"{list(TARGET_SELECTIONS)}.")
+        for field, value, valid in (("advantage_space", self.advantage_space, ADVANTAGE_SPACES),
+                                    ("critic_norm", self.critic_norm, CRITIC_NORMS)):
+            if value not in valid:
+                raise ValueError(f"awac.{field}={value!r}: valid choices are {list(valid)}.")
         per_call = self.advantage_samples_per_call
         if per_call < 1 or self.num_advantage_samples % per_call:
             raise ValueError(
@@ -150,6 +174,9 @@ class AWAC(NamedTuple):
     q: Callable[[dict, jax.Array, jax.Array], jax.Array]
     # The same from a whole state (the agent interface's diagnostics hook).
     q_value: Callable[[AWACState, jax.Array, jax.Array], jax.Array]
+    # The policy step's AWR weights of given rows: (state, obs [B, obs_dim],
+    # actions [B, act_dim], key) -> [B] (fine-tuning's dataset vs model rows).
+    awr_weights: Callable[[AWACState, jax.Array, jax.Array, jax.Array], jax.Array]
 
 
 def q_values(critic_quantiles: jax.Array, eps: float) -> jax.Array:
@@ -195,6 +222,33 @@ def advantage_weights(advantages: jax.Array, alpha: float, max_weight: float) ->
     return jnp.exp(jnp.minimum(advantages / alpha, jnp.log(max_weight)))
 
 
+def weight_statistics(weights: jax.Array, max_weight: float) -> Metrics:
+    """How greedy a batch's AWR weights [B] are: the clamp fraction, the
+    effective sample size (sum w)^2 / (B sum w^2) (1: every row counts alike;
+    1/B: one row carries the step) and the 5/50/95 % quantiles."""
+    q05, q50, q95 = jnp.quantile(weights, jnp.array([0.05, 0.5, 0.95]))
+    return {
+        "weight_mean": jnp.mean(weights),
+        "weight_clip_fraction": jnp.mean(weights >= max_weight * (1 - 1e-6)),
+        "weight_ess": jnp.sum(weights) ** 2 / (weights.shape[0] * jnp.sum(weights ** 2)),
+        "weight_q05": q05,
+        "weight_q50": q50,
+        "weight_q95": q95,
+    }
+
+
+class CriticMeans(NamedTuple):
+    """The pessimistic Q of a batch in both spaces the advantage can take:
+    ``returns`` = min over members of mean h^-1(Z), ``h`` = min over members
+    of mean Z; each [B]."""
+
+    returns: jax.Array
+    h: jax.Array
+
+    def space(self, name: str) -> jax.Array:
+        return self.returns if name == "return" else self.h
+
+
 class Networks(NamedTuple):
     """AWAC's static pieces the losses need: the two network definitions and
     the hyperparameters."""
@@ -211,13 +265,21 @@ def pessimistic_q(nets: Networks, critic_params, observations: jax.Array,
                             nets.config.transform_eps), axis=0)
 
 
+def critic_means(quantiles: jax.Array, eps: float) -> CriticMeans:
+    """[M, B, N] h-space quantiles -> :class:`CriticMeans` (no gradient)."""
+    quantiles = jax.lax.stop_gradient(quantiles)
+    return CriticMeans(returns=jnp.min(q_values(quantiles, eps), axis=0),
+                       h=jnp.min(jnp.mean(quantiles, axis=-1), axis=0))
+
+
 def critic_loss(critic_params, state: AWACState, batch: Transitions, key: jax.Array,
                 nets: Networks):
     """Quantile-Huber TD loss of both members (module doc, reading 1).
 
     Returns:
-        ``(loss, (q_data [B], metrics))``; ``q_data`` is the pessimistic Q of
-        the batch's own actions, which the policy step reuses.
+        ``(loss, (q_data, metrics))``; ``q_data`` (:class:`CriticMeans`) is
+        the pessimistic Q of the batch's own actions, which the policy step
+        reuses.
     """
     cfg, policy, critic = nets
     next_actions = networks.sample(policy.apply(state.policy_params, batch.next_observations), key)
@@ -239,20 +301,20 @@ def critic_loss(critic_params, state: AWACState, batch: Transitions, key: jax.Ar
     )
     # Mean over the batch, summed over the members (each member's own loss).
     loss = jnp.sum(jnp.mean(per_row.reshape(members, rows), axis=1))
-    q_data = jnp.min(q_values(jax.lax.stop_gradient(pred), cfg.transform_eps), axis=0)
+    q_data = critic_means(pred, cfg.transform_eps)
     aux = {
         "critic_loss": loss,
-        "q_data_mean": jnp.mean(q_data),
-        "q_data_max": jnp.max(q_data),
+        "q_data_mean": jnp.mean(q_data.returns),
+        "q_data_max": jnp.max(q_data.returns),
         "target_return_mean": jnp.mean(value_transform.h_inv(target, cfg.transform_eps)),
     }
     return loss, (q_data, aux)
 
 
-def policy_loss(policy_params, state: AWACState, batch: Transitions, q_data: jax.Array,
+def policy_loss(policy_params, state: AWACState, batch: Transitions, q_data: CriticMeans,
                 key: jax.Array, nets: Networks):
-    """Advantage-weighted regression; q_data: [B] Q(s, a) of the dataset
-    actions (pre-update critic). Returns ``(loss, metrics)``."""
+    """Advantage-weighted regression; q_data: Q(s, a) of the dataset actions
+    (pre-update critic, both spaces). Returns ``(loss, metrics)``."""
     cfg, policy = nets.config, nets.policy
     dist_params = policy.apply(policy_params, batch.observations)
     # Baseline V(s) = mean_j Q(s, a_j): sampled from the pre-update policy,
@@ -269,22 +331,49 @@ def policy_loss(policy_params, state: AWACState, batch: Transitions, q_data: jax
     batch_size, act_dim = sampled.shape[1], sampled.shape[2]
     observations = jnp.tile(batch.observations, (per_call, 1))  # [m*B, S]
     q_pi = jax.lax.map(
-        lambda actions: pessimistic_q(nets, state.critic_params, observations, actions),
+        lambda actions: critic_means(
+            nets.critic.apply(state.critic_params, observations, actions), cfg.transform_eps),
         sampled.reshape(k // per_call, per_call * batch_size, act_dim),
-    ).reshape(k, batch_size)  # [K, B]
-    advantages = q_data - jnp.mean(q_pi, axis=0)
-    weights = jax.lax.stop_gradient(advantage_weights(advantages, cfg.alpha, cfg.max_weight))
+    )
+    q_pi = jax.tree.map(lambda x: x.reshape(k, batch_size), q_pi)  # [K, B] each
+    # Both spaces' advantages and weights; ``advantage_space`` picks the one
+    # the step uses, the other is an instrument only.
+    metrics = {}
+    for space in ADVANTAGE_SPACES:
+        adv = q_data.space(space) - jnp.mean(q_pi.space(space), axis=0)
+        w = advantage_weights(adv, cfg.alpha, cfg.max_weight)
+        stats = weight_statistics(w, cfg.max_weight)
+        metrics[f"advantage_std_{space}"] = jnp.std(adv)
+        metrics[f"weight_ess_{space}"] = stats["weight_ess"]
+        metrics[f"weight_clip_fraction_{space}"] = stats["weight_clip_fraction"]
+        if space == cfg.advantage_space:
+            advantages, weights, active = adv, jax.lax.stop_gradient(w), stats
     log_probs = networks.log_prob(dist_params, batch.actions)
     loss = -jnp.mean(log_probs * weights)
     aux = {
         "policy_loss": loss,
         "advantage_mean": jnp.mean(advantages),
         "advantage_std": jnp.std(advantages),
-        "weight_mean": jnp.mean(weights),
-        "weight_clip_fraction": jnp.mean(weights >= cfg.max_weight * (1 - 1e-6)),
+        **active,
+        **metrics,
         "log_prob_mean": jnp.mean(log_probs),
     }
     return loss, aux
+
+
+def advantage_weights_of(nets: Networks, state: AWACState, observations: jax.Array,
+                         actions: jax.Array, key: jax.Array) -> jax.Array:
+    """The policy step's weights min(exp(A / alpha), max_weight) of given
+    rows ([B] from [B, obs_dim], [B, act_dim]), in the configured space, as
+    :func:`policy_loss` computes them (an instrument: dataset vs model rows)."""
+    cfg = nets.config
+    means = lambda actions: critic_means(  # noqa: E731
+        nets.critic.apply(state.critic_params, observations, actions), cfg.transform_eps
+    ).space(cfg.advantage_space)
+    dist_params = nets.policy.apply(state.policy_params, observations)
+    sampled = networks.sample(dist_params, key, cfg.num_advantage_samples)  # [K, B, A]
+    baseline = jnp.mean(jax.lax.map(means, sampled), axis=0)
+    return advantage_weights(means(actions) - baseline, cfg.alpha, cfg.max_weight)
 
 
 def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> AWAC:
@@ -298,6 +387,7 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
         num_members=cfg.num_critics,
         hidden_dims=tuple(cfg.hidden_dims),
         num_quantiles=cfg.num_quantiles,
+        layer_norm=cfg.critic_norm == "layernorm",
     )
     policy_opt = optax.chain(
         optax.add_decayed_weights(cfg.policy_weight_decay), optax.adam(cfg.policy_lr)
@@ -367,6 +457,7 @@ def make_awac(obs_dim: int, act_dim: int, config: AWACConfig = AWACConfig()) -> 
         config=cfg, policy=policy, critic=critic, init=init, update=update, act=act,
         sample_action=sample_action, policy_params=lambda state: state.policy_params, q=q,
         q_value=lambda state, obs, actions: q(state.critic_params, obs, actions),
+        awr_weights=functools.partial(advantage_weights_of, nets),
     )
 
 
