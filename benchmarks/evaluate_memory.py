@@ -7,7 +7,7 @@ checkpoint with the paper's networks and a buffer of ``--buffer-iterations``
 x ``--rollout-samples`` rows (zeros: the values do not matter for memory),
 then runs ``python -m experiments.evaluate`` on it in a fresh process and
 prints the child's peak RSS as one JSON line; ``--full-restore`` also
-measures restoring the whole state (what evaluation did before) for contrast.
+measures restoring the whole state (agent and buffer) for comparison.
 
     python benchmarks/evaluate_memory.py --buffer-iterations 40 --full-restore
 
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--rollout-samples", type=int, default=1_000_000)
     parser.add_argument("--write", help=argparse.SUPPRESS)  # internal: the writer child
     parser.add_argument("--full-restore", action="store_true",
-                        help="also measure restoring the whole state (the old evaluation)")
+                        help="also measure restoring the whole state (agent and buffer)")
     args = parser.parse_args()
     if args.write:
         gigabytes = write_checkpoint(Path(args.write), args.buffer_iterations,

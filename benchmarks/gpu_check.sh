@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The prepared device check (issue #9): one script, JSON lines, under 8 minutes
+# GPU check: the benchmarks below in one script, JSON lines, under 8 minutes
 # on one GPU. Each step runs the project's own benchmark at the paper's sizes:
 #   device       jax version, backend, devices
 #   awac_step    the paper-size AWAC update (batch 1024): steps/s and the
@@ -10,7 +10,7 @@
 #                2,048-row blocks leave a GPU mostly waiting between small kernels
 #   iteration    one whole paper-size MB2PO iteration (1M samples, 1000 updates)
 #   seeds        4 vmapped seeds vs 1 (benchmarks/seeds.py, --config.num_seeds):
-#                the AWAC update's throughput ratio (target >= 3 on a GPU)
+#                the AWAC update's throughput ratio
 #   pipeline     a 2-minute slice of a real paper-scale hopper run
 #                (benchmarks/pipeline_slice.py), with the AWAC phase projected
 #   step         per step: rc and wall seconds (a step that fails or times out
@@ -22,15 +22,15 @@
 #       (of awac_step rollout_h1 rollout_h5 rollout_blocks iteration seeds pipeline)
 #
 # The pipeline slice reads mb2po/hopper/mixed-v0 from $MINARI_DATASETS_PATH
-# (default runs/minari, a copy of the local store carried with the tree).
+# (default ~/.minari/datasets, Minari's own default).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/runs/minari}
+export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$HOME/.minari/datasets}
 reduced=0
 [ "${1:-}" = "--reduced" ] && reduced=1
 logs=$(mktemp -d)
-# The lent image's interpreter is python3 (no plain python on its PATH).
+# Some GPU nodes' Python environments have python3 but no plain python.
 py=${PYTHON:-$(command -v python3 || command -v python)}
 known_steps=" awac_step rollout_h1 rollout_h5 rollout_blocks iteration seeds pipeline "
 for step in ${CHECK_STEPS:-}; do

@@ -2,9 +2,10 @@
 # Are GPU runs bit-reproducible? Four copies of the same run side by side on
 # one GPU (the same config, seed and data), two with XLA's deterministic-ops
 # flag and two without, each stopped after RUN_S seconds; then every pair's
-# training metrics are compared at the steps both reached. Settles whether
-# cells differ across leases (docs/results.md, eighth session) because XLA's
-# GPU reductions and autotuning are not deterministic run to run.
+# training metrics are compared at the steps both reached. Shows whether two
+# GPU runs of one cell can differ because XLA's GPU reductions and autotuning
+# are not deterministic run to run, and what the deterministic-ops flag costs
+# in updates per second.
 #
 #   OUT=... RUN_S=150 bash benchmarks/gpu_determinism.sh [experiments.run flags]
 #   (default flags: --config=experiments/configs/hopper_mixed_cpu.py --config.seed=0)
@@ -12,10 +13,12 @@
 # Prints one JSON line per pair (max |difference| over every metric column,
 # the first step that differs); with OUT set the four metrics CSVs land there.
 # The same pair structure runs on the CPU (where the flag has no effect).
+# Sources benchmarks/install_wheelhouse.sh first: on a GPU node without
+# internet access it installs the wheels in WHEEL_DIR and unpacks the
+# datasets archive; where the stack is installed it only checks the imports.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-source benchmarks/lease_setup.sh
-export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/runs/minari}
+source benchmarks/install_wheelhouse.sh
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
 flags=("$@")
 [ ${#flags[@]} -eq 0 ] && flags=(--config=experiments/configs/hopper_mixed_cpu.py --config.seed=0)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reproduction grid on one lent GPU: N harness shards side by side, each a
+# The reproduction grid on one GPU: N harness shards side by side, each a
 # process with a slice of the GPU's memory, so the small-batch (latency-bound)
 # CPU-scale cells overlap on the device; MuJoCo evaluation runs on the host's
 # cores. Resumable like any sweep: run it again to continue.
@@ -18,27 +18,27 @@
 # SHARDS may exceed the number of tasks.
 #
 # Datasets: the harness reads the Minari store in $MINARI_DATASETS_PATH
-# (default: runs/minari, so a copy of the local store carried with the
-# working tree is found). Prints one JSON line per finished shard and the
-# report path; per-shard logs in WORKDIR/shard<I>.log.
+# (default ~/.minari/datasets, Minari's own default; install_wheelhouse.sh
+# unpacks a datasets archive there). Prints one JSON line per finished shard
+# and the report path; per-shard logs in WORKDIR/shard<I>.log.
 #
 # With DEADLINE_S set, shards still running that many seconds after the start
 # are killed (SIGKILL: the sweep resumes from its checkpoints when run again),
-# so a lease with a hard limit still ends with a report of what finished.
-# With REPORT_DIR set (e.g. the device tool's $OUT), table.md, results.csv and summary.png
-# are copied there, and everything else the sweep wrote except checkpoints
-# (shard logs, per-task PNGs, every cell's cell.json, run.json, results.json
-# and metrics CSVs; not TensorBoard files) goes into one sweep.tar.gz beside them:
-# few files, flat, as such a folder's transfer back requires.
+# so a run with a hard time limit still ends with a report of what finished.
+# With REPORT_DIR set, table.md, results.csv and summary.png are copied
+# there, and everything else the sweep wrote except checkpoints (shard logs,
+# per-task PNGs, every cell's cell.json, run.json, results.json and metrics
+# CSVs; not TensorBoard files) goes into one sweep.tar.gz beside them: a few
+# flat files, easy to copy off the node.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 workdir=${1:?usage: repro_gpu.sh WORKDIR SHARDS [harness flags]}
 shards=${2:?usage: repro_gpu.sh WORKDIR SHARDS [harness flags]}
 shift 2
-export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$PWD/runs/minari}
+export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-$HOME/.minari/datasets}
 # Each process takes only what it uses (no 75 % preallocation per process).
 export XLA_PYTHON_CLIENT_PREALLOCATE=false
-# The lent image's interpreter is python3 (no plain python on its PATH).
+# Some GPU nodes' Python environments have python3 but no plain python.
 py=${PYTHON:-$(command -v python3 || command -v python)}
 mkdir -p "$workdir"
 "$py" -c "import jax, json; print(json.dumps({'jax': jax.__version__, 'devices': [str(d) for d in jax.devices()]}))"
@@ -81,8 +81,8 @@ done
 if [ -n "${REPORT_DIR:-}" ]; then
     mkdir -p "$REPORT_DIR"
     cp "$workdir"/table.md "$workdir"/results.csv "$workdir"/summary.png "$REPORT_DIR" 2> /dev/null
-    # TensorBoard files left out: they repeat the metrics CSVs and could push
-    # the archive past the device tool's per-file limit.
+    # TensorBoard files left out: they repeat the metrics CSVs and would make
+    # the archive much larger.
     tar -C "$workdir" --exclude=checkpoints --exclude='.*lock' --exclude='events.out.tfevents*' \
         -czf "$REPORT_DIR/sweep.tar.gz" .
 fi

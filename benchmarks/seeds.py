@@ -1,4 +1,4 @@
-"""N vmapped seeds vs one: AWAC update throughput (issue #9's seed targets).
+"""N seeds in one program vs one: AWAC update throughput.
 
 Run from the repository root::
 
@@ -7,13 +7,13 @@ Run from the repository root::
 
 Times the library's own code: :func:`mb2po_jax.agents.awac.make_train_steps`
 (one jitted ``lax.scan`` of K updates) for one seed, and the same function
-vmapped over N seeds by :func:`mb2po_jax.seeds.over_seeds` (the dataset
-shared), exactly as ``--config.num_seeds=N`` runs it. The two are timed in
+over N seeds by :func:`mb2po_jax.seeds.over_seeds` (``--batching``:
+``jax.vmap`` or ``lax.map``; the dataset shared), exactly as ``--config.num_seeds=N`` runs it. The two are timed in
 alternation (median of ``--repeats`` calls each), so a machine whose load
 changes during the run affects both alike. Reports updates per second per
 seed and in all, the throughput ratio ``N-seed updates/s / 1-seed updates/s``
-(targets: <= N x one seed's time on CPU, i.e. ratio >= 1; >= 3 for 4 seeds on
-a GPU), the achieved GFLOP/s of both (analytic dense-layer FLOPs of
+(1: the N seeds cost as much as N single runs; N: as much as one), the
+achieved GFLOP/s of both (analytic dense-layer FLOPs of
 ``benchmarks/awac_step.py``) and their fraction of a matmul peak measured in
 the same process. The last line printed is one JSON object.
 """
