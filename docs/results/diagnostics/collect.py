@@ -4,7 +4,7 @@ Other runs: python collect.py NAME:LABEL:COMMIT ... (then only those)."""
 import csv, json, os, sys
 from pathlib import Path
 
-D = Path(os.environ.get("DIAG_DIR", "/root/mb2po-runs/diag"))
+D = Path(os.environ.get("DIAG_DIR", "runs/diag"))
 RUNS = [  # (workdir, label, commit)
     ("d_default", "d_default", "70504ce"), ("d_omega1", "d_omega1", "70504ce"),
     ("d2_default", "d2_default", "93645e5"), ("d2_omega0.05", "d2_omega0.05", "93645e5"),

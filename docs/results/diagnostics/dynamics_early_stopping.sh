@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# dynamics early-stopping ablation at the model level: dynamics phase only
-# (MOPO with one 1-update epoch after it), 3 vmapped seeds, CPU scale.
+# What produced ../cpu_dynamics_early_stopping_table.md: dynamics early stopping
+# ablated at the model level (dynamics phase only; MOPO with one 1-update epoch
+# after it), 3 vmapped seeds, CPU scale. Runs land in $DIAG_DIR/dynes (default
+# runs/diag/dynes, relative to the repository root); summarise them with
+# dynamics_early_stopping.py.
 cd "$(dirname "$0")/../../.."
-D=${DIAG_DIR:-/root/mb2po-runs}/dynes; mkdir -p "$D"
+D=$(realpath -m "${DIAG_DIR:-runs/diag}")/dynes; mkdir -p "$D"
 for task in hopper halfcheetah; do
   for es in False True; do
     d=$D/${task}_es${es}

@@ -1,6 +1,6 @@
 """docs/results/gpu_h100_critic_mechanism_instruments.png: the fine-tuning
-instruments of a harness sweep's MB2PO arms (the eighth session's H100 lease:
-the paper's MB2PO, the pretrained critic frozen, self-imitation), mean over
+instruments of a harness sweep's MB2PO arms (the 3-seed critic-mechanism sweep on
+one H100: the paper's MB2PO, the pretrained critic frozen, self-imitation), mean over
 seeds with a min..max band, per task: Q on dataset rows and how far the policy
 has moved from the pretrained one on dataset states.
 Usage: python plot_mechanism.py SWEEP_DIR PNG   (SWEEP_DIR: the harness workdir,
