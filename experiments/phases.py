@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from mb2po_jax import mb2po, seeds
-from mb2po_jax.model import dynamics, simulator_check, simulator_model
+from mb2po_jax.model import dynamics, online_env, simulator_check, simulator_model
 from mb2po_jax.model.penalties import get_penalty
 from mb2po_jax.agents import awac, sac
 from mb2po_jax.checkpoint import Checkpointer, RunMismatchError
@@ -588,7 +588,9 @@ def checkpoint_disk_problem(config: ml_collections.ConfigDict, algorithm: str, o
         f"disk.")
 
 
-MODEL_CHOICES = ("ensemble", "simulator")
+# "online": the real env's episodes of the current policy instead of model
+# rollouts (an online-AWAC control; mb2po_jax.model.online_env).
+MODEL_CHOICES = ("ensemble", "simulator", "online")
 START_CHOICES = ("dataset", "restorable")
 
 
@@ -604,6 +606,10 @@ def model_choice_problem(section: str, model: str, starts: str,
         return (f"{section}.horizon", horizon,
                 f"{section}.model='simulator' steps only from dataset states: use "
                 f"{section}.horizon=1 (and {section}.rollout_samples for the start states).")
+    if model == "online" and starts != "dataset":
+        return (f"{section}.start_states", starts,
+                f"{section}.model='online' starts from the env's own resets: use "
+                f"{section}.start_states='dataset' (the default).")
     if model == "simulator" and starts != "restorable":
         return (f"{section}.start_states", starts,
                 f"{section}.model='simulator' can only start from rows whose observation "
@@ -624,6 +630,12 @@ def _rollout_model(cfg: ml_collections.ConfigDict, section: str, tuning: mb2po.F
     if problem:
         field, value, fix = problem
         raise ValueError(f"{field}={value!r}: {fix}")
+    if model == "online":
+        logger.info("%s: the (1 - omega) rows are %d real %s steps per iteration of the current "
+                    "policy from the env's resets (a control, not the paper's method).",
+                    section, tuning.rollout_samples, data.env_id)
+        return {"rollout": online_env.make_online_rollout(
+            data.env_id, agent.sample_action, num_samples=tuning.rollout_samples)}
     if starts == "dataset":
         return {}
     probe = simulator_check.make_probe(data.env_id, data.info.obs_dim)

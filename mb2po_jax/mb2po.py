@@ -332,19 +332,27 @@ def make_fine_tuning(
     config: FineTuningConfig, *, obs_dim: int, act_dim: int,
     model_step: Callable[..., model_rollout.StepOutput] | None = None,
     start_pool: jax.Array | None = None,
+    rollout: Callable[..., model_rollout.Rollout] | None = None,
 ) -> FineTuning:
     """Algorithm 1's loop for any agent in the conservative model MDP of
     ``dynamics`` (rollouts with the agent's ``sample_action``).
 
     ``model_step`` replaces that MDP's step (a diagnostic, e.g.
     :func:`mb2po_jax.model.simulator_model.make_simulator_step`), and
-    ``start_pool`` [n, obs] the dataset's observations as rollout starts."""
+    ``start_pool`` [n, obs] the dataset's observations as rollout starts.
+    ``rollout`` replaces the whole h-step rollout (a control, e.g.
+    :func:`mb2po_jax.model.online_env.make_online_rollout`: the real env's
+    episodes); it must return ``config.rollout_samples`` rows."""
     cfg = config
-    step_fn = model_step or model_rollout.make_model_step(
-        dynamics, agent.sample_action, termination_fn, penalty_coef=cfg.penalty_coef,
-        uncertainty_rule=cfg.uncertainty, block_size=cfg.block_size, next_state=cfg.next_state)
-    rollout_fn = model_rollout.make_rollout(step_fn, horizon=cfg.horizon,
-                                            num_samples=cfg.rollout_samples)
+    if rollout is not None:
+        rollout_fn = rollout
+    else:
+        step_fn = model_step or model_rollout.make_model_step(
+            dynamics, agent.sample_action, termination_fn, penalty_coef=cfg.penalty_coef,
+            uncertainty_rule=cfg.uncertainty, block_size=cfg.block_size,
+            next_state=cfg.next_state)
+        rollout_fn = model_rollout.make_rollout(step_fn, horizon=cfg.horizon,
+                                                num_samples=cfg.rollout_samples)
     if start_pool is not None:
         dataset_rollout, pool = rollout_fn, jnp.asarray(start_pool)
         rollout_fn = lambda dyn, params, _, key: dataset_rollout(dyn, params, pool, key)  # noqa: E731

@@ -105,9 +105,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     # (s', r) of a model step: "sample" from a random elite's Gaussian (the
     # paper, MOPO) or "mean" (a named deviation, docs/results.md).
     config.mb2po.next_state = "sample"
-    # What steps the rollouts: "ensemble" (the learned model: the paper) or
+    # What steps the rollouts: "ensemble" (the learned model: the paper),
     # "simulator" (a diagnostic: MuJoCo itself, no penalty, h = 1, from dataset
-    # rows whose state the observation holds; mb2po_jax.model.simulator_model).
+    # rows whose state the observation holds; mb2po_jax.model.simulator_model)
+    # or "online" (a control: whole episodes of the current policy in the real
+    # env from its resets, rollout_samples env steps per iteration, e.g. 5000;
+    # online AWAC's setting; mb2po_jax.model.online_env).
     config.mb2po.model = "ensemble"
     # Rollout start states: "dataset" (every row: the paper) or "restorable"
     # (only rows without a clipped velocity, whose observation holds the
