@@ -122,3 +122,26 @@ def test_diagnostics_weigh_dataset_and_model_rows_apart() -> None:
         diag["weight_model_mean"],
         np.mean(agent.awr_weights(state, model.observations, model.actions, w_model)), rtol=1e-5)
     assert float(diag["weight_real_mean"]) != float(diag["weight_model_mean"])
+
+
+def test_fine_tuning_config_defaults_and_paper_tasks() -> None:
+    """FineTuningConfig() is the paper's scale; .paper(task) takes the task's
+    omega, h and lambda from appendix 7.3 (the same table the experiment
+    configs read), overrides on top; an unknown task names the valid ones."""
+    from experiments.configs.base import paper_config
+    from mb2po_jax import paper
+
+    base = mb2po.FineTuningConfig()
+    assert (base.rollout_samples, base.updates_per_iteration, base.buffer_iterations,
+            base.batch_size) == (1_000_000, 1000, 100, 1024)
+    for task in paper.MB2PO_TABLE:
+        tuned = mb2po.FineTuningConfig.paper(task)
+        config = paper_config(task)
+        assert (tuned.omega, tuned.horizon, tuned.penalty_coef) == (
+            config.mb2po.omega, config.mb2po.horizon, config.mb2po.penalty_coef)
+        assert paper.mb2po_hyperparameters(task).alpha == config.mb2po.alpha
+    assert mb2po.FineTuningConfig.paper("walker2d-mixed").omega == 0.01
+    assert mb2po.FineTuningConfig.paper("halfcheetah-mixed").horizon == 5
+    assert mb2po.FineTuningConfig.paper("hopper-mixed", rollout_samples=500).rollout_samples == 500
+    with pytest.raises(ValueError, match="Unknown paper task 'hopper-replay'.*hopper-mixed"):
+        mb2po.FineTuningConfig.paper("hopper-replay")
