@@ -6,10 +6,10 @@
 # resumes or skips finished ones.
 # Usage: bash advantage_space.sh PRETRAIN_WORKDIR OUT_DIR [CONFIG] [ARM ...]
 #   CONFIG: a config file name (default walker2d_mixed_cpu.py)
-#   ARM: paper | h | alpha5 | alpha20 | online   (default: all, in that order)
+#   ARM: paper | h | online | alpha20 | alpha5   (default: all, in that order)
 set -euo pipefail
 pre=$(realpath "$1"); out=$(realpath -m "$2"); cfg=${3:-walker2d_mixed_cpu.py}; shift $(( $# < 3 ? $# : 3 ))
-arms=("$@"); [ ${#arms[@]} -eq 0 ] && arms=(paper h alpha5 alpha20 online)
+arms=("$@"); [ ${#arms[@]} -eq 0 ] && arms=(paper h online alpha20 alpha5)
 mkdir -p "$out"
 cd "${CODE:-.}"
 declare -A extra=(
