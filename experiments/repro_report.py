@@ -2,7 +2,7 @@
 
 Everything is rebuilt from the sweep directory alone (each cell's
 ``cell.json``, ``run.json`` and ``<phase>/metrics_eval.csv``), so shards,
-sessions and machines that share a directory merge by simply writing the
+re-runs and machines that share a directory merge by simply writing the
 report again (``python -m experiments.reproduce --report_only``).
 
 Two scores per cell, named apart: ``final`` is the cell's last policy

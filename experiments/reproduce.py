@@ -40,6 +40,9 @@ bootstrap 95 % interval, the paper's Table 1 beside) and ``<task>.png`` (the
 arms' evaluation curves against gradient updates, mean and band over seeds).
 See :mod:`experiments.repro_report`.
 
+``MB2PO_SCALE=<scale>`` in the environment replaces ``--scale`` (as
+``experiments.run`` honours it; the documentation's tests use ``smoke``).
+
 ``--shard=I/N`` runs every N-th (task, seed) unit, so N processes or machines
 can share one workdir (each unit's cells are written by one shard only);
 ``--report_only`` merges whatever has finished.
@@ -61,6 +64,7 @@ import dataclasses
 import fcntl
 import json
 import logging
+import os
 import re
 import subprocess
 import sys
@@ -80,7 +84,7 @@ from experiments.common import (ResourceError, UsageError, _check_override, prep
 from experiments.configs.base import PAPER_MB2PO_TABLE, SCALES, paper_config
 from experiments.evaluate import evaluate_checkpoint
 from mb2po_jax.runner import InterruptedRun, TrainingDivergedError
-from experiments.run import run as run_experiment, validate_config
+from experiments.run import SCALE_ENV, run as run_experiment, validate_config
 from mb2po_jax.runner import WorkdirBusyError, workdir_lock
 from mb2po_jax.checkpoint import RESUME_SAFE_FIELDS, RunMismatchError
 from mb2po_jax.data import (DatasetError, DatasetNotFoundError, parse_task_name,
@@ -193,7 +197,7 @@ VARIANT_PREFIXES = ("mb2po.", "dynamics.")
 # AWAC fields fine-tuning reads as its update rule (mb2po.alpha replaces
 # awac.alpha there). They leave the networks' shapes and outputs alone, so the
 # shared pretrained checkpoint restores unchanged; e.g. awac.critic_lr=0.0
-# freezes the pretrained critic during MB2PO (docs/results.md, seventh session).
+# freezes the pretrained critic during MB2PO (the frozen-critic ablation, docs/results.md).
 FINE_TUNING_AWAC_FIELDS = ("awac.critic_lr", "awac.policy_lr", "awac.tau", "awac.discount",
                            "awac.target_selection", "awac.max_weight",
                            "awac.num_advantage_samples", "awac.policy_weight_decay")
@@ -650,7 +654,7 @@ def _consecutive(seeds: list[int]) -> bool:
 
 def _write_sweep_file(root: Path, tasks, seeds, arms, scale, overrides, datasets,
                       seed_programs: str = "each", variants: dict | None = None) -> None:
-    """What the sweep is, for the report (merged over shards and sessions)."""
+    """What the sweep is, for the report (merged over shards and re-runs)."""
     path = root / repro_report.SWEEP_FILE
     sweep = json.loads(path.read_text()) if path.is_file() else {}
     # Display-only fields (progress bars, ...) may differ between shards.
@@ -727,13 +731,21 @@ def main(argv: list[str]) -> None:
     f = flags.FLAGS
     setup_logging()
     root = Path(f.workdir).expanduser()
+    scale = f.scale
     try:
+        if os.environ.get(SCALE_ENV):
+            # As experiments.run honours it: the sweep at that scale instead.
+            scale = os.environ[SCALE_ENV]
+            if scale not in SCALES:
+                raise UsageError(f"{SCALE_ENV}={scale!r}: valid scales are {sorted(SCALES)}.")
+            logger.warning("%s=%s: the sweep runs at scale %s instead of --scale=%s.",
+                           SCALE_ENV, scale, scale, f.scale)
         if f.from_csv and not f.report_only:
             raise UsageError("--from_csv merges finished sweeps' results.csv into a table; it "
                              "runs nothing, so it needs --report_only.")
         if f.from_csv:
             out = repro_report.write_merged_report(
-                root, [_parse_csv_source(text) for text in f.from_csv], list(f.arms), f.scale)
+                root, [_parse_csv_source(text) for text in f.from_csv], list(f.arms), scale)
             print(f"report: {out}")
             return
         if f.report_only:
@@ -748,7 +760,7 @@ def main(argv: list[str]) -> None:
         variants = dict(parse_variant(text, paper_config(f.tasks[0])) for text in f.variant or [])
         # Every variant defined on this command line runs, after the --arms.
         arms = list(dict.fromkeys([*f.arms, *variants]))
-        records = run_sweep(root, list(f.tasks), seeds, arms, f.scale,
+        records = run_sweep(root, list(f.tasks), seeds, arms, scale,
                             overrides=overrides, datasets=_parse_datasets(f.dataset or []),
                             final_episodes=f.final_episodes, shard=_parse_shard(f.shard),
                             seed_programs=f.seed_programs, variants=variants)
@@ -772,8 +784,9 @@ def cli() -> None:
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Training seeds (evaluation seeds are fixed).")
     flags.DEFINE_list("arms", list(DEFAULT_ARMS), f"Arms besides pretraining: {list(ARMS)} "
                       f"(mopo: MOPO from scratch, opt-in) or a --variant's name.")
-    flags.DEFINE_enum("scale", "cpu", list(SCALES), "paper, cpu (about an hour a cell on 2 "
-                      "cores) or smoke (seconds; records tiny data when a task's is missing).")
+    flags.DEFINE_enum("scale", "cpu", list(SCALES), "paper, cpu (about 3 hours of a 2-core CPU "
+                      "per task and seed, all its cells) or smoke (seconds; records tiny data "
+                      "when a task's is missing).")
     flags.DEFINE_string("workdir", "runs/repro", "Sweep directory (cells, results, report).")
     flags.DEFINE_multi_string("set", None, "FIELD=VALUE config override for every cell, "
                               "e.g. --set=dynamics.early_stopping=True (repeatable).")

@@ -10,6 +10,11 @@ again:
 4. the final evaluation: ``DIR/results.json`` (AWAC-only and AWAC+MB2PO
    scores side by side) and ``DIR/learning_curve.png``.
 
+``MB2PO_SCALE=smoke`` (or ``cpu``, ``paper``) in the environment applies that
+scale of ``experiments.configs.base.SCALES`` to whatever config is loaded,
+after the config file and before the command line's overrides, and says so
+in the log: the documentation's tests run its commands this way, in seconds.
+
 ``mb2po.num_iterations=0`` stops after AWAC. ``algorithm=mopo`` runs MOPO
 instead: phases ``dynamics`` and ``mopo`` (SAC from scratch in the same
 conservative MDP, ``config.mopo``). ``init.awac_workdir`` /
@@ -24,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,7 +52,7 @@ from mb2po_jax import seeds
 from mb2po_jax.transitions import to_device
 
 from experiments import phases
-from experiments.configs.base import get_base_config
+from experiments.configs.base import SCALES, get_base_config
 from experiments.common import (ResourceError, UsageError, prepare_dataset, resolve_config_argv,
                                 setup_logging)
 from mb2po_jax.runner import (InterruptedRun, TrainingDivergedError, WorkdirBusyError, run_phase,
@@ -61,6 +67,30 @@ EXTENDABLE = ("awac.num_steps", "mb2po.num_iterations", "mopo.num_iterations")
 LATER_PHASES = {"awac.num_steps": ("dynamics", "mb2po")}
 # A field added to the code after a workdir was made resumes at its default.
 DEFAULTS = json.loads(get_base_config().to_json())
+
+
+# The environment variable that rescales any config (module doc).
+SCALE_ENV = "MB2PO_SCALE"
+
+
+def apply_scale(config: ml_collections.ConfigDict, scale: str,
+                overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+    """``config`` (a loaded config file) at ``scale`` (a name in
+    :data:`experiments.configs.base.SCALES`), with the command line's
+    ``overrides`` (dotted field -> value) set again on top, so they still win."""
+    if scale not in SCALES:
+        raise UsageError(f"{SCALE_ENV}={scale!r}: valid scales are {sorted(SCALES)} "
+                         f"(or leave it unset to run the config as it is).")
+    SCALES[scale](config)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    logger.warning("%s=%s: applied experiments.configs.base.%s_scale to the config file "
+                   "(then %d command-line override(s)).", SCALE_ENV, scale, scale, len(overrides))
+    return config
 
 
 def _fail(field: str, value: Any, why: str) -> UsageError:
@@ -388,7 +418,8 @@ def _plot(workdir: Path, config: ml_collections.ConfigDict, last: str) -> None:
                                             "normalized_score") for sub, name in where[1:]}
         plot_learning_curve(workdir / phases.MOPO / where[0][0], prefix="eval", out=out,
                             extra_lines=extra, label=f"{where[0][1]}MOPO (SAC in the model MDP)",
-                            title=f"{config.dataset}: evaluation (x: iterations of {per} updates)")
+                            title=f"{_short_dataset(config.dataset)}: MOPO evaluations",
+                            xlabel=f"iteration ({per} updates each)")
         return
     extra = {}
     for i, (sub, name) in enumerate(where):
@@ -404,7 +435,14 @@ def _plot(workdir: Path, config: ml_collections.ConfigDict, last: str) -> None:
                                                      scores)
     plot_learning_curve(workdir / phases.AWAC / where[0][0], prefix="eval", out=out,
                         extra_lines=extra, label=f"{where[0][1]}AWAC pretraining",
-                        title=f"{config.dataset}: evaluation (x: gradient steps)")
+                        title=f"{_short_dataset(config.dataset)}: evaluations",
+                        xlabel="gradient steps")
+
+
+def _short_dataset(dataset: str) -> str:
+    """The dataset as a plot title names it: a file by its name, not its path."""
+    scheme, _, rest = dataset.partition(":")
+    return f"{scheme}:{Path(rest).name}" if scheme == "hdf5" and rest else dataset
 
 
 def main(argv: list[str]) -> None:
@@ -415,6 +453,9 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("Both --config and --workdir are required.")
     setup_logging()
     try:
+        if os.environ.get(SCALE_ENV):
+            config = apply_scale(config, os.environ[SCALE_ENV],
+                                 config_flags.get_override_values(flags.FLAGS["config"]))
         results = run(config, workdir, extend=flags.FLAGS.extend)
     except InterruptedRun as interrupted:
         print(interrupted, file=sys.stderr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import textwrap
 import uuid
 from pathlib import Path
 from types import TracebackType
@@ -175,6 +176,23 @@ def read_series(path: Path, column: str) -> tuple[list[float], list[float]]:
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
+_TITLE_FONTSIZE = 10
+
+
+def _fit_title(fig, ax, title: str) -> None:
+    """Sets ``title`` on lines that fit inside the figure: wrapped (a long
+    word, such as a workdir or file name, broken where it must be) at fewer
+    characters per line until the drawn title lies within the figure's width."""
+    renderer = fig.canvas.get_renderer()
+    for chars in (80, 72, 64, 56, 48, 40, 32):
+        lines = textwrap.wrap(title, chars, break_long_words=True, break_on_hyphens=False)
+        ax.set_title("\n".join(lines) or title, fontsize=_TITLE_FONTSIZE)
+        fig.tight_layout()
+        box, margin = ax.title.get_window_extent(renderer), 0.02 * fig.bbox.width
+        if box.x0 >= margin and box.x1 <= fig.bbox.width - margin:
+            return
+
+
 def plot_learning_curve(
     workdir: str | os.PathLike[str],
     *,
@@ -184,6 +202,7 @@ def plot_learning_curve(
     extra_lines: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
     label: str | None = None,
     title: str | None = None,
+    xlabel: str = "step",
 ) -> Path:
     """Plots ``y`` against step from ``workdir/metrics_<prefix>.csv`` to a PNG.
 
@@ -191,7 +210,8 @@ def plot_learning_curve(
     column is missing or blank (envs without D4RL reference scores).
     ``extra_lines`` maps a legend label to ``(steps, values)``, e.g. a
     baseline. A relative ``out`` is taken relative to ``workdir``. ``label``
-    and ``title`` default to ``<prefix>/<y>`` and ``<workdir name>: ...``.
+    and ``title`` default to ``<prefix>/<y>`` and ``<workdir name>: ...``; a
+    title too long for the figure's width is wrapped onto several lines.
 
     Returns:
         Path of the written PNG.
@@ -219,12 +239,11 @@ def plot_learning_curve(
     ax.plot(steps, values, marker="o", markersize=3, label=label or f"{prefix}/{y}")
     for label, (xs, ys) in (extra_lines or {}).items():
         ax.plot(list(xs), list(ys), linestyle="--", marker=".", label=label)
-    ax.set_xlabel("step")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(y.replace("_", " "))
-    ax.set_title(title or f"{workdir.name}: {prefix} {y.replace('_', ' ')}")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best")
-    fig.tight_layout()
+    _fit_title(fig, ax, title or f"{workdir.name}: {prefix} {y.replace('_', ' ')}")
 
     out_path = Path(out)
     if not out_path.is_absolute():

@@ -156,7 +156,7 @@ class Phase:
 class PhaseOutcome:
     state: Any
     steps: int
-    wall_seconds: float  # this phase's, summed over every session of the run
+    wall_seconds: float  # this phase's, summed over every process that ran it (resumes)
     final_eval: Any  # the evaluation at the last step (a list, one per seed, for seeds)
 
 

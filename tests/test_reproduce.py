@@ -444,7 +444,7 @@ def test_a_variant_arm_reuses_the_pretraining_and_applies_its_overrides(tmp_path
 def test_a_variant_can_freeze_the_pretrained_critic(tmp_path: Path, sweep: Path):
     """An AWAC update-rule field as a variant acts on the MB2PO arm only:
     awac.critic_lr=0 leaves the critic exactly as pretrained through all of
-    fine-tuning while the policy still moves (the seventh session's control)."""
+    fine-tuning while the policy still moves (the frozen-critic ablation's control)."""
     import shutil
 
     import jax

@@ -665,6 +665,58 @@ def test_mopo_runs_from_config_resumes_exactly_and_evaluates(
     assert read(tmp_path / "resumed") == read(tmp_path / "straight")
 
 
+def test_the_quickstart_is_a_quickstart_for_mopo_too() -> None:
+    """`--config=quickstart.py --config.algorithm=mopo` is minutes, not
+    MOPO's 1,000 epochs: the mopo section shrinks as the mb2po one does."""
+    quick = common.load_config_file(common.resolve_config_path("quickstart"))
+    for section in (quick.mb2po, quick.mopo):
+        assert section.num_iterations * section.updates_per_iteration <= 2_500
+        assert section.rollout_samples <= 10_000 and section.buffer_iterations <= 5
+    assert quick.mopo.rollout_samples % quick.mopo.horizon == 0
+    quick.algorithm = "mopo"
+    validate_config(quick)
+
+
+def test_mb2po_scale_applies_after_the_file_and_before_the_overrides(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from experiments.run import SCALE_ENV, apply_scale
+
+    config = common.load_config_file(common.resolve_config_path("hopper_mixed"))
+    with caplog.at_level(logging.WARNING, logger="experiments.run"):
+        scaled = apply_scale(config, "smoke", {"awac.num_steps": 40, "seed": 3})
+    assert f"{SCALE_ENV}=smoke" in caplog.text and "smoke_scale" in caplog.text
+    smoke = smoke_scale(common.load_config_file(common.resolve_config_path("hopper_mixed")))
+    assert scaled.awac.num_steps == 40 and scaled.seed == 3  # the command line wins
+    assert scaled.awac.hidden_dims == smoke.awac.hidden_dims == (32, 32)
+    assert scaled.mb2po.rollout_samples == smoke.mb2po.rollout_samples
+    assert (scaled.dataset, scaled.mb2po.omega) == ("hopper-mixed", 0.01)  # the file's task
+    validate_config(scaled)
+    with pytest.raises(common.UsageError, match="MB2PO_SCALE='tiny'.*cpu.*paper.*smoke"):
+        apply_scale(config, "tiny", {})
+
+
+def test_the_learning_curve_title_fits_the_figure(tmp_path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from experiments.run import _short_dataset
+    from mb2po_jax import metrics_logger
+
+    assert _short_dataset("hdf5:/data/d4rl/hopper_medium_replay-v2.hdf5") == \
+        "hdf5:hopper_medium_replay-v2.hdf5"
+    assert _short_dataset("minari:mb2po/hopper/mixed-v0") == "minari:mb2po/hopper/mixed-v0"
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot([1, 2], [3, 4])
+    long = "hopper_mixed_cpu_seed0_a_workdir_name_far_too_long_for_one_line_of_title: eval"
+    metrics_logger._fit_title(fig, ax, long)
+    box = ax.title.get_window_extent(fig.canvas.get_renderer())
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width
+    squeeze = lambda s: s.replace("\n", "").replace(" ", "")  # noqa: E731
+    assert "\n" in ax.get_title() and squeeze(ax.get_title()) == squeeze(long)
+
+
 def test_config_field_nothing_reads_is_refused_by_name() -> None:
     config = tiny_config()
     config.mb2po.horizn = 3  # a typo: nothing reads it

@@ -1,4 +1,4 @@
-"""halfcheetah-mixed at CPU scale (about an hour on 2 cores; see base.cpu_scale)."""
+"""halfcheetah-mixed at CPU scale (the reproduction harness's `--scale=cpu`; see base.cpu_scale)."""
 
 from experiments.configs.base import cpu_scale, paper_config
 

@@ -11,7 +11,12 @@ the losses are the paper's):
 * MB2PO: 10 iterations of 10,000 model samples and 250 updates, buffer of
   the last 5 iterations (paper: 500 x 1M samples and 1,000 updates, K = 100);
   hopper-mixed's alpha, omega, h, lambda;
-* evaluation: 5 episodes, every 1,000 AWAC steps and every 5 iterations.
+* MOPO (``--config.algorithm=mopo``, no AWAC phase): 10 epochs of 10,000
+  model samples and 250 SAC updates of batch 256, model pool of the last 5
+  epochs (MOPO's reference code: 1,000 epochs of 50k start states x h and
+  1,000 updates); hopper-mixed's h and lambda from MOPO's table;
+* evaluation: 5 episodes, every 1,000 AWAC steps and every 5 iterations or
+  epochs.
 
 Random data caps what any learner can reach (about the random policy's
 score), so this run checks the machinery, not the paper's numbers.
@@ -39,6 +44,13 @@ def get_config():
     config.mb2po.buffer_iterations = 5
     config.mb2po.eval_every = 5
     config.mb2po.checkpoint_every = 5
+
+    config.mopo.num_iterations = 10
+    config.mopo.rollout_samples = 10_000
+    config.mopo.updates_per_iteration = 250
+    config.mopo.buffer_iterations = 5
+    config.mopo.eval_every = 5
+    config.mopo.checkpoint_every = 5
 
     config.train.steps_per_chunk = 250
     config.train.eval_every = 1_000

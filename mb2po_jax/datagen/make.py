@@ -149,7 +149,7 @@ def make_datasets(
         wall["write"] = time.time() - t0
         wall["total_this_kind"] = wall["sac"] + wall["collection"] + wall["write"]
         card.update(size=size, **stats, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    seconds_this_session=time.time() - start)
+                    seconds_this_command=time.time() - start)
         if run is not None:
             card["sac_run"] = {"env_steps": run.env_steps, "wall_seconds": run.wall_seconds,
                                "speed": run.speed, "episodes": run.episodes,

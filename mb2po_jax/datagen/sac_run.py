@@ -90,7 +90,7 @@ class BehaviourRun:
     workdir: Path
     init_actor: Any
     env_steps: int
-    wall_seconds: float  # SAC time, cumulative over sessions
+    wall_seconds: float  # SAC time, cumulative over resumes
     medium: dict[str, Any] | None  # {'env_steps', 'eval', 'wall_seconds', 'in_band', 'band'}
     medium_actor: Any
     expert: dict[str, Any] | None  # {'env_steps', 'eval', 'wall_seconds', 'policy', ...}
@@ -168,7 +168,7 @@ class _SACRun:
 
     def __init__(self, cfg: GenerationConfig, workdir: Path) -> None:
         self.cfg, self.workdir = cfg, workdir
-        self.session_start = time.time()
+        self.run_start = time.time()
         self.agent, self.obs_dim, self.act_dim = behaviour.build_agent(cfg)
         self.init_sac = behaviour.initial_state(cfg)
         self.init_actor = self.init_sac.actor_params
@@ -181,7 +181,7 @@ class _SACRun:
                      cfg.medium_target + cfg.medium_tolerance)
         self.env = gym.make(cfg.env_id)
         self.checkpointer = Checkpointer(workdir / "checkpoints", cfg.keep_checkpoints)
-        self.chunks_this_session = 0
+        self.chunks_this_run = 0
         self.policies_saved: set[str] = set()
         if self.checkpointer.latest_step() is not None:
             self._resume()
@@ -258,9 +258,9 @@ class _SACRun:
         }
 
     def wall(self) -> float:
-        if self.chunks_this_session == 0:
+        if self.chunks_this_run == 0:
             return self.wall_before
-        return self.wall_before + time.time() - self.session_start
+        return self.wall_before + time.time() - self.run_start
 
     def save(self) -> None:
         """Checkpoints the last committed chunk (plus evaluations since)."""
@@ -396,7 +396,7 @@ class _SACRun:
             speed["updates"] += U
             self.chunk_metrics.append(metrics)
         self.sac_state, self.env_steps = new_sac, new_steps
-        self.chunks_this_session += 1
+        self.chunks_this_run += 1
         self.committed = self._commit_point()
 
     # ------------------------------------------------------------------- loop
