@@ -200,7 +200,8 @@ VARIANT_PREFIXES = ("mb2po.", "dynamics.")
 # freezes the pretrained critic during MB2PO (the frozen-critic ablation, docs/results.md).
 FINE_TUNING_AWAC_FIELDS = ("awac.critic_lr", "awac.policy_lr", "awac.tau", "awac.discount",
                            "awac.target_selection", "awac.max_weight",
-                           "awac.num_advantage_samples", "awac.policy_weight_decay")
+                           "awac.num_advantage_samples", "awac.policy_weight_decay",
+                           "awac.advantage_space")
 MATCHED_FIELDS = ("mb2po.num_iterations", "mb2po.updates_per_iteration")
 _VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 

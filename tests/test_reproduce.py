@@ -491,7 +491,14 @@ def test_variant_definitions_are_checked(tmp_path: Path):
     assert reproduce.parse_variant("frozen:awac.critic_lr=0.0,awac.target_selection=target_min",
                                    base) == (
         "frozen", {"awac.critic_lr": 0.0, "awac.target_selection": "target_min"})
+    # The advantage's space and the online control are fine-tuning arms too.
+    assert reproduce.parse_variant("hspace:awac.advantage_space=h", base) == (
+        "hspace", {"awac.advantage_space": "h"})
+    assert reproduce.parse_variant("online:mb2po.model=online,mb2po.rollout_samples=5000",
+                                   base) == (
+        "online", {"mb2po.model": "online", "mb2po.rollout_samples": 5000})
     for refused in ("lsm:awac.log_std_max=0.0", "wide:awac.hidden_dims=(64,64)",
+                    "ln:awac.critic_norm=layernorm",
                     "t2:awac.alpha=2.0", "longer:awac.num_steps=10"):
         with pytest.raises(UsageError, match="not a field of the MB2PO arm's own phases.*"
                                              "awac.critic_lr"):
