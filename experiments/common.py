@@ -16,7 +16,7 @@ from typing import Any
 
 import ml_collections
 
-from mb2po_jax import envs
+from mb2po_jax import envs, stopping
 from mb2po_jax.data import (
     DatasetError,
     DatasetInfo,
@@ -26,6 +26,8 @@ from mb2po_jax.data import (
 )
 from mb2po_jax.datagen import make_minari_dataset
 from mb2po_jax.transitions import Transitions
+
+from experiments.configs.base import SCALES
 
 logger = logging.getLogger(__name__)
 
@@ -190,3 +192,43 @@ def prepare_dataset(config: ml_collections.ConfigDict) -> PreparedData:
         config.dataset, info.num_transitions, info.source, info.fingerprint[:12], env_id,
     )
     return PreparedData(transitions=data, info=info, env_id=env_id, ref_scores=refs)
+
+
+# The environment variable that rescales any config (module doc).
+SCALE_ENV = "MB2PO_SCALE"
+
+
+def apply_scale(config: ml_collections.ConfigDict, scale: str,
+                overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+    """``config`` (a loaded config file) at ``scale`` (a name in
+    :data:`experiments.configs.base.SCALES`), with the command line's
+    ``overrides`` (dotted field -> value) set again on top, so they still win."""
+    if scale not in SCALES:
+        raise UsageError(f"{SCALE_ENV}={scale!r}: valid scales are {sorted(SCALES)} "
+                         f"(or leave it unset to run the config as it is).")
+    SCALES[scale](config)
+    for dotted, value in overrides.items():
+        *parents, leaf = dotted.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    logger.warning("%s=%s: applied experiments.configs.base.%s_scale to the config file "
+                   "(then %d command-line override(s)).", SCALE_ENV, scale, scale, len(overrides))
+    return config
+
+
+TIME_LIMIT_HELP = ("Stop cleanly at this wall-clock limit (e.g. 45s, 90m, 2h, 1h30m): checkpoint "
+                   "at the last chunk boundary that leaves room for the next, exit 0; re-running "
+                   "the same command continues. SIGTERM and SIGUSR1 stop the same way.")
+
+
+def install_stop_controls(time_limit: str | None) -> None:
+    """SIGTERM / SIGUSR1 stop the run at the next chunk boundary, and so does
+    ``time_limit`` (a duration, :func:`mb2po_jax.stopping.parse_duration`)."""
+    try:
+        seconds = None if time_limit is None else stopping.parse_duration(time_limit)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    stopping.STOP.install_signal_handlers()
+    stopping.STOP.set_time_limit(seconds)

@@ -79,12 +79,14 @@ import numpy as np
 from absl import app, flags
 
 from experiments import repro_report
-from experiments.common import (ResourceError, UsageError, _check_override, prepare_dataset,
+from experiments.common import (SCALE_ENV, TIME_LIMIT_HELP, ResourceError, UsageError,
+                                _check_override, install_stop_controls, prepare_dataset,
                                 setup_logging)
 from experiments.configs.base import PAPER_MB2PO_TABLE, SCALES, paper_config
 from experiments.evaluate import evaluate_checkpoint
 from mb2po_jax.runner import InterruptedRun, TrainingDivergedError
-from experiments.run import SCALE_ENV, run as run_experiment, validate_config
+from mb2po_jax.stopping import StoppedAtLimit
+from experiments.run import run as run_experiment, validate_config
 from mb2po_jax.runner import WorkdirBusyError, workdir_lock
 from mb2po_jax.checkpoint import RESUME_SAFE_FIELDS, RunMismatchError
 from mb2po_jax.data import (DatasetError, DatasetNotFoundError, parse_task_name,
@@ -581,6 +583,14 @@ def run_sweep(root: Path, tasks: list[str], seeds: list[int], arms: list[str], s
                             cell.workdir)
                 try:
                     record = run_cell(cell, configs[cell.task], final_episodes, table)
+                except StoppedAtLimit:
+                    # Checkpointed and unfinished (no cell.json): the same
+                    # command continues it; the report keeps what is done.
+                    logger.info("[%d/%d] %s: stopped, unfinished; the same command continues it.",
+                                number, len(cells), cell.label)
+                    if report:
+                        repro_report.write_report(root)
+                    raise
                 except WorkdirBusyError:
                     logger.info("[%d/%d] %s: another process is running it, left to it.",
                                 number, len(cells), cell.label)
@@ -734,6 +744,7 @@ def main(argv: list[str]) -> None:
     root = Path(f.workdir).expanduser()
     scale = f.scale
     try:
+        install_stop_controls(f.time_limit)
         if os.environ.get(SCALE_ENV):
             # As experiments.run honours it: the sweep at that scale instead.
             scale = os.environ[SCALE_ENV]
@@ -765,6 +776,9 @@ def main(argv: list[str]) -> None:
                             overrides=overrides, datasets=_parse_datasets(f.dataset or []),
                             final_episodes=f.final_episodes, shard=_parse_shard(f.shard),
                             seed_programs=f.seed_programs, variants=variants)
+    except StoppedAtLimit as stopped:
+        print(f"sweep {stopped}")
+        sys.exit(0)
     except InterruptedRun as interrupted:
         print(interrupted, file=sys.stderr)
         sys.exit(130)
@@ -789,6 +803,8 @@ def cli() -> None:
                       "per task and seed, all its cells) or smoke (seconds; records tiny data "
                       "when a task's is missing).")
     flags.DEFINE_string("workdir", "runs/repro", "Sweep directory (cells, results, report).")
+    flags.DEFINE_string("time_limit", None, TIME_LIMIT_HELP + " The stopped cell stays "
+                        "unfinished (not failed).")
     flags.DEFINE_multi_string("set", None, "FIELD=VALUE config override for every cell, "
                               "e.g. --set=dynamics.early_stopping=True (repeatable).")
     flags.DEFINE_multi_string("variant", None, "NAME:FIELD=VALUE[,FIELD=VALUE...]: an extra "

@@ -52,9 +52,11 @@ from mb2po_jax import seeds
 from mb2po_jax.transitions import to_device
 
 from experiments import phases
-from experiments.configs.base import SCALES, get_base_config
-from experiments.common import (ResourceError, UsageError, prepare_dataset, resolve_config_argv,
+from experiments.configs.base import get_base_config
+from experiments.common import (SCALE_ENV, TIME_LIMIT_HELP, ResourceError, UsageError, apply_scale,  # noqa: F401
+                                install_stop_controls, prepare_dataset, resolve_config_argv,
                                 setup_logging)
+from mb2po_jax.stopping import StoppedAtLimit
 from mb2po_jax.runner import (InterruptedRun, TrainingDivergedError, WorkdirBusyError, run_phase,
                               workdir_lock)
 
@@ -67,30 +69,6 @@ EXTENDABLE = ("awac.num_steps", "mb2po.num_iterations", "mopo.num_iterations")
 LATER_PHASES = {"awac.num_steps": ("dynamics", "mb2po")}
 # A field added to the code after a workdir was made resumes at its default.
 DEFAULTS = json.loads(get_base_config().to_json())
-
-
-# The environment variable that rescales any config (module doc).
-SCALE_ENV = "MB2PO_SCALE"
-
-
-def apply_scale(config: ml_collections.ConfigDict, scale: str,
-                overrides: dict[str, Any]) -> ml_collections.ConfigDict:
-    """``config`` (a loaded config file) at ``scale`` (a name in
-    :data:`experiments.configs.base.SCALES`), with the command line's
-    ``overrides`` (dotted field -> value) set again on top, so they still win."""
-    if scale not in SCALES:
-        raise UsageError(f"{SCALE_ENV}={scale!r}: valid scales are {sorted(SCALES)} "
-                         f"(or leave it unset to run the config as it is).")
-    SCALES[scale](config)
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    logger.warning("%s=%s: applied experiments.configs.base.%s_scale to the config file "
-                   "(then %d command-line override(s)).", SCALE_ENV, scale, scale, len(overrides))
-    return config
 
 
 def _fail(field: str, value: Any, why: str) -> UsageError:
@@ -453,10 +431,14 @@ def main(argv: list[str]) -> None:
         raise app.UsageError("Both --config and --workdir are required.")
     setup_logging()
     try:
+        install_stop_controls(flags.FLAGS.time_limit)
         if os.environ.get(SCALE_ENV):
             config = apply_scale(config, os.environ[SCALE_ENV],
                                  config_flags.get_override_values(flags.FLAGS["config"]))
         results = run(config, workdir, extend=flags.FLAGS.extend)
+    except StoppedAtLimit as stopped:
+        print(stopped)
+        sys.exit(0)
     except InterruptedRun as interrupted:
         print(interrupted, file=sys.stderr)
         sys.exit(130)
@@ -488,6 +470,7 @@ def cli() -> None:
         "config", None, "Config file: a name in experiments/configs/ or a path.", lock_config=True
     )
     flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and results.")
+    flags.DEFINE_string("time_limit", None, TIME_LIMIT_HELP)
     flags.DEFINE_bool("extend", False,
                       f"Continue a workdir to a longer run: only {list(EXTENDABLE)} may be "
                       f"raised; any other difference is refused.")

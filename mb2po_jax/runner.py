@@ -7,9 +7,10 @@ logged; at its intervals the phase evaluates and checkpoints. The key of chunk
 ``c`` is a function of the phase's key and ``c`` alone, so a phase resumed
 from a checkpoint computes exactly what the uninterrupted run would have.
 
-Ctrl-C saves a checkpoint of the last finished chunk before exiting; a
-diverged chunk stops the run before it is saved, so the last checkpoint is
-the last good state.
+Ctrl-C saves a checkpoint of the last finished chunk before exiting; so does
+a stop at a time limit or on SIGTERM / SIGUSR1 (:mod:`mb2po_jax.stopping`),
+at the next chunk boundary; a diverged chunk stops the run before it is
+saved, so the last checkpoint is the last good state.
 
 A phase of several vmapped seeds (``Phase.seeds``, :mod:`mb2po_jax.seeds`)
 is one state with a leading seed axis: its metrics carry that axis, each
@@ -33,6 +34,7 @@ import jax
 import numpy as np
 
 from mb2po_jax.checkpoint import Checkpointer
+from mb2po_jax.stopping import STOP, StoppedAtLimit
 from mb2po_jax.metrics_logger import MetricsLogger
 
 logger = logging.getLogger(__name__)
@@ -231,6 +233,11 @@ def run_phase(
                 _progress(progress_bar, phase, step) as bar:
             try:
                 while not done() or last_eval is None:
+                    reason = None if done() else STOP.reason()
+                    if reason:
+                        save(step)
+                        raise StoppedAtLimit(phase.name, step, reason)
+                    chunk_start = time.monotonic()
                     if not done():
                         # Dispatch is asynchronous: the new state is bound before
                         # the host waits for the metrics, so a Ctrl-C during the
@@ -265,6 +272,7 @@ def run_phase(
                         wall_seconds = save(step)
                     for logger_ in loggers:
                         logger_.flush()
+                    STOP.chunk_took(time.monotonic() - chunk_start)
             except KeyboardInterrupt:
                 save(step)
                 raise InterruptedRun(phase.name, step) from None

@@ -863,3 +863,69 @@ def test_resume_ignores_the_config_sections_the_algorithm_never_reads(tmp_path: 
                                tmp_path)  # MOPO: config.awac unused
     with pytest.raises(RunMismatchError, match="algorithm"):
         run_module._check_same_run(saved, as_mopo(saved), tmp_path)
+
+
+def test_a_stop_request_checkpoints_at_the_boundary_and_the_rerun_continues_exactly(
+        full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM / SIGUSR1 or a time limit (mb2po_jax.stopping) during
+    fine-tuning: the iteration in flight finishes, its state is checkpointed,
+    StoppedAtLimit names the phase and step; the same command continues to
+    the same numbers as an uninterrupted run."""
+    from mb2po_jax.stopping import STOP, StoppedAtLimit
+
+    config = _from(full_run, tiny_config(fine_tune=True))
+    real_make = phases.mb2po.make_iteration
+
+    def make_requesting(*args, **kwargs):
+        iteration, calls = real_make(*args, **kwargs), []
+
+        def wrapped(*a):
+            calls.append(1)
+            if len(calls) == 3:
+                STOP.request("SIGTERM signal")  # arrives while iteration 3 runs
+            return iteration(*a)
+
+        return wrapped
+
+    monkeypatch.setattr(phases.mb2po, "make_iteration", make_requesting)
+    try:
+        with pytest.raises(StoppedAtLimit, match=r"SIGTERM signal \(phase 'mb2po', step 3"):
+            run(config, tmp_path)
+    finally:
+        STOP.reset()
+    assert Checkpointer(tmp_path / "checkpoints" / "mb2po", 2).latest_step() == 3
+    monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
+    resumed = run(config, tmp_path)
+    straight = json.loads((full_run / "results.json").read_text())
+    assert resumed["returns"] == straight["returns"]
+    read = lambda d: (d / "mb2po" / "metrics_train.csv").read_text()  # noqa: E731
+    assert read(tmp_path) == read(full_run)
+
+
+def test_cli_time_limit_stops_cleanly_with_exit_0_then_continues(
+        tmp_path: Path, minari_store: Path) -> None:
+    """--time_limit shorter than the start-up: the run stops at its first
+    boundary with one line and exit code 0; the same command without the
+    limit finishes. The harness leaves the cell unfinished, not failed."""
+    env = {"MINARI_DATASETS_PATH": str(minari_store), "MB2PO_SCALE": "smoke"}
+    args = ["experiments.run", "--config=quickstart.py", f"--workdir={tmp_path / 'run'}",
+            "--config.dataset=minari:mb2po/hopper/test-limit-v0",
+            "--config.make_dataset.num_steps=300", "--config.mb2po.num_iterations=0",
+            "--config.train.progress_bar=False"]
+    stopped = _cli(*args, "--time_limit=1s", env_extra=env)
+    assert stopped.returncode == 0, stopped.stderr[-2000:]
+    assert ("stopped at the time limit (phase 'awac', step 0, checkpoint saved); re-run the "
+            "same command to continue.") in stopped.stdout
+    assert not (tmp_path / "run" / "results.json").exists()
+    finished = _cli(*args, env_extra=env)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert (tmp_path / "run" / "results.json").is_file()
+    bad = _cli(*args, "--time_limit=soon", env_extra=env)
+    assert bad.returncode == 1 and "--time_limit='soon'" in bad.stderr
+
+    sweep = _cli("experiments.reproduce", "--tasks=hopper-mixed", "--seeds=0",
+                 f"--workdir={tmp_path / 'sweep'}", "--time_limit=1s", env_extra=env)
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    assert "sweep stopped at the time limit (phase 'awac', step 0" in sweep.stdout
+    pretrain = tmp_path / "sweep" / "hopper-mixed" / "seed0" / "pretrain"
+    assert (pretrain / "checkpoints" / "awac").is_dir() and not (pretrain / "cell.json").exists()
