@@ -10,6 +10,7 @@ checkpoints, instead of training again.
 from __future__ import annotations
 
 import csv
+import io
 import fcntl
 import json
 import logging
@@ -929,3 +930,49 @@ def test_cli_time_limit_stops_cleanly_with_exit_0_then_continues(
     assert "sweep stopped at the time limit (phase 'awac', step 0" in sweep.stdout
     pretrain = tmp_path / "sweep" / "hopper-mixed" / "seed0" / "pretrain"
     assert (pretrain / "checkpoints" / "awac").is_dir() and not (pretrain / "cell.json").exists()
+
+
+def test_a_stopped_run_exported_and_imported_elsewhere_continues_exactly(
+        full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pieces workflow: stop mid fine-tuning, export the workdir to one
+    checksummed file, import it into another directory, re-run there: the
+    same numbers as the uninterrupted run. A damaged archive or a used
+    destination is refused before anything is written."""
+    import tarfile
+
+    from mb2po_jax import snapshot
+
+    config = _from(full_run, tiny_config(fine_tune=True))
+    real_make = _interrupt_third_iteration(monkeypatch)
+    with pytest.raises(phase_runner.InterruptedRun, match="'mb2po'.*step 2"):
+        run(config, tmp_path / "first")
+    monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
+    archive = tmp_path / "piece.tar.gz"
+    manifest = snapshot.export_runs(tmp_path / "first", archive)
+    paths = {e["path"] for e in manifest["files"]}
+    assert "run.json" in paths and "mb2po/metrics_train.csv" in paths
+    # Only the newest checkpoint of each phase travels.
+    assert {p.split("/")[2] for p in paths if p.startswith("checkpoints/mb2po/")} == {"2"}
+    assert not any("/tb/" in p for p in paths)
+
+    snapshot.import_runs(archive, tmp_path / "second")
+    resumed = run(config, tmp_path / "second")
+    straight = json.loads((full_run / "results.json").read_text())
+    assert resumed["returns"] == straight["returns"]
+    read = lambda d: (d / "mb2po" / "metrics_train.csv").read_text()  # noqa: E731
+    assert read(tmp_path / "second") == read(full_run)
+
+    with pytest.raises(snapshot.SnapshotError, match="already holds files"):
+        snapshot.import_runs(archive, tmp_path / "second")
+    # One altered member: refused, and nothing is written.
+    damaged = tmp_path / "damaged.tar.gz"
+    with tarfile.open(archive, "r:gz") as src, tarfile.open(damaged, "w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name == "run.json":
+                data = data.replace(b"hopper", b"hoppeR", 1)
+            member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    with pytest.raises(snapshot.SnapshotError, match="run.json does not match its checksum"):
+        snapshot.import_runs(damaged, tmp_path / "third")
+    assert not (tmp_path / "third").exists()
