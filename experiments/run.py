@@ -53,9 +53,9 @@ from mb2po_jax.transitions import to_device
 
 from experiments import phases
 from experiments.configs.base import get_base_config
-from experiments.common import (SCALE_ENV, TIME_LIMIT_HELP, ResourceError, UsageError, apply_scale,  # noqa: F401
-                                install_stop_controls, prepare_dataset, resolve_config_argv,
-                                setup_logging)
+from experiments.common import (SCALE_ENV, TIME_LIMIT_HELP, ResourceError, UsageError,
+                                apply_scale, install_stop_controls, prepare_dataset,
+                                resolve_config_argv, setup_logging)
 from mb2po_jax.stopping import StoppedAtLimit
 from mb2po_jax.runner import (InterruptedRun, TrainingDivergedError, WorkdirBusyError, run_phase,
                               workdir_lock)

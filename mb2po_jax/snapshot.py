@@ -8,8 +8,9 @@ metrics CSVs and the NEWEST checkpoint of each phase (older ones and
 TensorBoard events stay behind), plus every other small file of a harness
 sweep (``sweep.json``, ``cell.json``, ``results.csv``, ``table.md``). The
 archive's ``snapshot.json`` lists each member's size and SHA-256.
-:func:`import_runs` verifies every checksum before it writes anything and
-refuses a destination that already holds files (nothing is overwritten).
+:func:`import_runs` unpacks into a sibling folder, verifies every checksum
+there and only then moves it into place; it refuses a destination that
+already holds files (nothing is overwritten).
 
 Re-running the same command on the imported directory resumes exactly as on
 the original machine: a checkpoint holds params, optimiser states, target
@@ -27,6 +28,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tarfile
 from pathlib import Path
 from typing import Iterator
@@ -115,27 +117,35 @@ def import_runs(archive: str | os.PathLike, destination: str | os.PathLike) -> d
     if destination.exists() and any(destination.iterdir()):
         raise SnapshotError(f"{destination} already holds files; import into a new or empty "
                             f"directory (nothing is overwritten).")
-    with tarfile.open(archive, "r:gz") as tar:
-        try:
-            manifest = json.load(tar.extractfile(MANIFEST))
-        except KeyError:
-            raise SnapshotError(f"{archive} has no {MANIFEST}: not an exported run.") from None
-        if manifest.get("format") != FORMAT:
-            raise SnapshotError(f"{archive}: snapshot format {manifest.get('format')!r}, this "
-                                f"version reads {FORMAT}.")
-        expected = {e["path"]: e for e in manifest["files"]}
-        found = {m.name: m for m in tar.getmembers() if m.name != MANIFEST}
-        if set(found) != set(expected):
-            raise SnapshotError(f"{archive}: members differ from its manifest (missing "
-                                f"{sorted(set(expected) - set(found))[:5]}, extra "
-                                f"{sorted(set(found) - set(expected))[:5]}).")
-        for name, member in found.items():
-            if not member.isfile() or Path(name).is_absolute() or ".." in Path(name).parts:
-                raise SnapshotError(f"{archive}: unsafe member {name!r}.")
-            digest = hashlib.sha256(tar.extractfile(member).read()).hexdigest()
-            if digest != expected[name]["sha256"]:
+    # Unpacked once, into a sibling; checked there; moved into place whole.
+    staging = destination.with_name(destination.name + ".importing")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            try:
+                manifest = json.load(tar.extractfile(MANIFEST))
+            except KeyError:
+                raise SnapshotError(f"{archive} has no {MANIFEST}: not an exported run.") from None
+            if manifest.get("format") != FORMAT:
+                raise SnapshotError(f"{archive}: snapshot format {manifest.get('format')!r}, "
+                                    f"this version reads {FORMAT}.")
+            expected = {e["path"]: e for e in manifest["files"]}
+            found = {m.name: m for m in tar.getmembers() if m.name != MANIFEST}
+            if set(found) != set(expected):
+                raise SnapshotError(f"{archive}: members differ from its manifest (missing "
+                                    f"{sorted(set(expected) - set(found))[:5]}, extra "
+                                    f"{sorted(set(found) - set(expected))[:5]}).")
+            for name, member in found.items():
+                if not member.isfile() or Path(name).is_absolute() or ".." in Path(name).parts:
+                    raise SnapshotError(f"{archive}: unsafe member {name!r}.")
+            tar.extractall(staging, members=list(found.values()), filter="data")
+        for name, entry in expected.items():
+            if _sha256(staging / name) != entry["sha256"]:
                 raise SnapshotError(f"{archive}: {name} does not match its checksum (a damaged "
                                     f"copy); export it again.")
-        destination.mkdir(parents=True, exist_ok=True)
-        tar.extractall(destination, members=list(found.values()), filter="data")
+        if destination.exists():
+            destination.rmdir()  # empty, checked above
+        staging.replace(destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return manifest

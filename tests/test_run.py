@@ -680,10 +680,10 @@ def test_the_quickstart_is_a_quickstart_for_mopo_too() -> None:
 
 def test_mb2po_scale_applies_after_the_file_and_before_the_overrides(
         caplog: pytest.LogCaptureFixture) -> None:
-    from experiments.run import SCALE_ENV, apply_scale
+    from experiments.common import SCALE_ENV, apply_scale
 
     config = common.load_config_file(common.resolve_config_path("hopper_mixed"))
-    with caplog.at_level(logging.WARNING, logger="experiments.run"):
+    with caplog.at_level(logging.WARNING, logger="experiments.common"):
         scaled = apply_scale(config, "smoke", {"awac.num_steps": 40, "seed": 3})
     assert f"{SCALE_ENV}=smoke" in caplog.text and "smoke_scale" in caplog.text
     smoke = smoke_scale(common.load_config_file(common.resolve_config_path("hopper_mixed")))

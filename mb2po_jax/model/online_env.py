@@ -164,19 +164,18 @@ def make_online_rollout(
 
         init = (states, obs, jnp.zeros((num_envs,), jnp.int32))
         _, transitions = jax.lax.scan(body, init, jax.random.split(steps_key, num_steps))
-        # The iteration's last step cuts every unfinished episode: a timeout.
-        last = transitions.timeouts[-1]
+        # The iteration's last step cuts every episode it does not terminate:
+        # a timeout (terminations and truncations never coincide).
         transitions = transitions.replace(
-            timeouts=transitions.timeouts.at[-1].set(jnp.maximum(last, 1.0 - transitions.terminals[-1])))
+            timeouts=transitions.timeouts.at[-1].set(1.0 - transitions.terminals[-1]))
         transitions = jax.tree.map(lambda x: x.reshape((num_samples,) + x.shape[2:]), transitions)
         zeros = jnp.zeros(())
-        mean = jnp.mean
         stats = {
             "rollout_uncertainty_mean": zeros,
             "rollout_uncertainty_max": zeros,
-            "rollout_penalized_reward_mean": mean(transitions.rewards),
-            "rollout_model_reward_mean": mean(transitions.rewards),
-            "rollout_termination_rate": mean(transitions.terminals),
+            "rollout_penalized_reward_mean": jnp.mean(transitions.rewards),
+            "rollout_model_reward_mean": jnp.mean(transitions.rewards),
+            "rollout_termination_rate": jnp.mean(transitions.terminals),
             "rollout_disagreement_mean": zeros,
             "rollout_valid_fraction": jnp.ones(()),
         }
