@@ -905,7 +905,8 @@ def test_a_stop_request_checkpoints_at_the_boundary_and_the_rerun_continues_exac
 
 def test_cli_time_limit_stops_cleanly_with_exit_0_then_continues(
         tmp_path: Path, minari_store: Path) -> None:
-    """--time_limit shorter than the start-up: the run stops at its first
+    """--time_limit far shorter than the start-up (10 ms, so a fast machine
+    cannot reach a later boundary first): the run stops at its first
     boundary with one line and exit code 0; the same command without the
     limit finishes. The harness leaves the cell unfinished, not failed."""
     env = {"MINARI_DATASETS_PATH": str(minari_store), "MB2PO_SCALE": "smoke"}
@@ -913,7 +914,7 @@ def test_cli_time_limit_stops_cleanly_with_exit_0_then_continues(
             "--config.dataset=minari:mb2po/hopper/test-limit-v0",
             "--config.make_dataset.num_steps=300", "--config.mb2po.num_iterations=0",
             "--config.train.progress_bar=False"]
-    stopped = _cli(*args, "--time_limit=1s", env_extra=env)
+    stopped = _cli(*args, "--time_limit=0.01", env_extra=env)
     assert stopped.returncode == 0, stopped.stderr[-2000:]
     assert ("stopped at the time limit (phase 'awac', step 0, checkpoint saved); re-run the "
             "same command to continue.") in stopped.stdout
@@ -925,7 +926,7 @@ def test_cli_time_limit_stops_cleanly_with_exit_0_then_continues(
     assert bad.returncode == 1 and "--time_limit='soon'" in bad.stderr
 
     sweep = _cli("experiments.reproduce", "--tasks=hopper-mixed", "--seeds=0",
-                 f"--workdir={tmp_path / 'sweep'}", "--time_limit=1s", env_extra=env)
+                 f"--workdir={tmp_path / 'sweep'}", "--time_limit=0.01", env_extra=env)
     assert sweep.returncode == 0, sweep.stderr[-2000:]
     assert "sweep stopped at the time limit (phase 'awac', step 0" in sweep.stdout
     pretrain = tmp_path / "sweep" / "hopper-mixed" / "seed0" / "pretrain"
