@@ -32,20 +32,21 @@ sys.path.insert(0, str(REPO))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from experiments.configs.base import paper_config  # noqa: E402
-from experiments.phases import MB2PO, abstract_policy_state  # noqa: E402
+from mb2po_jax.pipeline import MB2PO, Settings, paper_config  # noqa: E402
+from mb2po_jax.pipeline.builders import abstract_policy_state  # noqa: E402
 from mb2po_jax.checkpoint import Checkpointer  # noqa: E402
 
 OBS_DIM, ACT_DIM = 11, 3  # Hopper-v5
 
 FULL_RESTORE = """
-import json, sys, ml_collections
+import json, sys
 from mb2po_jax.checkpoint import Checkpointer
-from experiments.phases import abstract_policy_state
+from mb2po_jax.pipeline import Settings
+from mb2po_jax.pipeline.builders import abstract_policy_state
 with Checkpointer(sys.argv[1]) as c:
     meta = c.restore_meta()
-    config = ml_collections.ConfigDict(meta["config"])
-    state, _ = c.restore(abstract_policy_state(config, "mb2po", 11, 3))
+    state, _ = c.restore(abstract_policy_state(Settings.from_config(meta["config"]), "mb2po",
+                                               11, 3))
 print(int(state.iteration))
 """
 
@@ -54,7 +55,7 @@ def write_checkpoint(workdir: Path, buffer_iterations: int, rollout_samples: int
     config = paper_config("hopper-mixed")
     config.mb2po.buffer_iterations = buffer_iterations
     config.mb2po.rollout_samples = rollout_samples
-    abstract = abstract_policy_state(config, MB2PO, OBS_DIM, ACT_DIM)
+    abstract = abstract_policy_state(Settings.from_config(config), MB2PO, OBS_DIM, ACT_DIM)
     state = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), abstract)
     gigabytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state.buffer)) / 1e9
     meta = {"config": json.loads(config.to_json()), "env_id": "Hopper-v5",

@@ -89,7 +89,7 @@ def main() -> None:
 
 def _awac_steps(config: str, overrides: list[str]) -> int:
     sys.path.insert(0, str(REPO))
-    from experiments.common import load_config_file, resolve_config_path
+    from experiments.common import load_config_file, resolve_config_path  # the CLI's reader
 
     cfg = load_config_file(resolve_config_path(config))
     for item in overrides:

@@ -1,4 +1,4 @@
-"""Pieces shared by the launchers: config files, datasets, environments.
+"""What the command lines share: config files, logging, the stop controls.
 
 Config files are resolved before absl parses the flags so that a bare name
 (``--config=hopper_mixed.py``) finds ``experiments/configs/``, and so that an
@@ -8,28 +8,16 @@ a traceback from deep inside ml_collections.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import logging
 from pathlib import Path
-from typing import Any
 
 import ml_collections
 
-from mb2po_jax import envs, stopping
-from mb2po_jax.data import (
-    DatasetError,
-    DatasetInfo,
-    DatasetNotFoundError,
-    resolve_dataset,
-    validate_transitions,
-)
-from mb2po_jax.datagen import make_minari_dataset
-from mb2po_jax.transitions import Transitions
+from mb2po_jax import stopping
+from mb2po_jax.pipeline.config import check_field
+from mb2po_jax.pipeline.errors import UsageError
 
-from experiments.configs.base import SCALES
-
-logger = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 # Modules in configs/ that are helpers, not runnable configs.
@@ -45,16 +33,6 @@ def setup_logging() -> None:
     absl_logging.set_verbosity(absl_logging.WARNING)
     for name in ("experiments", "mb2po_jax"):
         logging.getLogger(name).setLevel(logging.INFO)
-
-
-class UsageError(ValueError):
-    """A command-line mistake: printed without a traceback."""
-
-
-class ResourceError(UsageError):
-    """A run refused before training because this machine cannot hold it
-    (model buffers past memory, checkpoints past the disk). Another machine,
-    or the fix the message names, can run the same config."""
 
 
 def available_configs() -> list[str]:
@@ -86,21 +64,6 @@ def load_config_file(path: Path) -> ml_collections.ConfigDict:
     return module.get_config()
 
 
-def _check_override(config: ml_collections.ConfigDict, dotted: str) -> None:
-    node: Any = config
-    walked = []
-    for part in dotted.split("."):
-        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
-            where = ".".join(walked) or "the config"
-            choices = sorted(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
-            raise UsageError(
-                f"Unknown config field '--config.{dotted}': {where} has no field '{part}'. "
-                f"Valid fields of {where}: {', '.join(choices)}."
-            )
-        walked.append(part)
-        node = node[part]
-
-
 def resolve_config_argv(argv: list[str], flag: str = "config") -> list[str]:
     """Rewrites ``--config=<name>`` to the config file's path and checks every
     ``--config.<field>=...`` override names an existing field.
@@ -120,102 +83,8 @@ def resolve_config_argv(argv: list[str], flag: str = "config") -> list[str]:
     if config is None and overrides:
         raise UsageError(f"--{flag}.<field> overrides need --{flag}=<file> first.")
     for dotted in overrides:
-        _check_override(config, dotted)
+        check_field(config, dotted)
     return out
-
-
-@dataclasses.dataclass(frozen=True)
-class PreparedData:
-    """A validated dataset on the host plus what the run needs to know about it."""
-
-    transitions: Transitions
-    info: DatasetInfo
-    env_id: str
-    ref_scores: tuple[float, float] | None
-
-
-def _make_missing_dataset(config: ml_collections.ConfigDict) -> None:
-    scheme, _, dataset_id = config.dataset.partition(":")
-    if scheme != "minari" or not dataset_id:
-        raise UsageError(
-            f"make_dataset.enabled only records Minari datasets named 'minari:<id>', "
-            f"but dataset is '{config.dataset}'."
-        )
-    spec = config.make_dataset
-    refs = envs.lookup_ref_scores(spec.env_id)
-    logger.info(
-        "Dataset %s not found: recording %d steps of a %s policy in %s.",
-        dataset_id, spec.num_steps, spec.policy, spec.env_id,
-    )
-    make_minari_dataset(
-        dataset_id,
-        spec.env_id,
-        spec.num_steps,
-        seed=spec.seed,
-        policy=spec.policy,
-        ref_min_score=refs[0] if refs else None,
-        ref_max_score=refs[1] if refs else None,
-    )
-
-
-def prepare_dataset(config: ml_collections.ConfigDict) -> PreparedData:
-    """Finds (or, where the config allows, records) and validates the dataset,
-    and picks the evaluation env and the score references."""
-    try:
-        data, info = resolve_dataset(
-            config.dataset, d4rl_dir=config.d4rl_dir, download=config.download
-        )
-    except DatasetNotFoundError:
-        if not config.make_dataset.enabled:
-            raise
-        _make_missing_dataset(config)
-        data, info = resolve_dataset(config.dataset)
-    env_id = config.env_id or info.env_id
-    if not env_id:
-        raise UsageError(
-            f"Dataset '{config.dataset}' ({info.source}) does not say which environment "
-            f"it comes from; pass --config.env_id=<gymnasium id>, e.g. Hopper-v5."
-        )
-    try:
-        obs_dim, act_dim = envs.gym_dims(env_id)
-    except ValueError as error:
-        raise DatasetError(f"Dataset {config.dataset}: cannot evaluate in {error}") from None
-    validate_transitions(
-        data, obs_dim=obs_dim, act_dim=act_dim, name=config.dataset, env_id=env_id
-    )
-    if info.ref_min_score is not None and info.ref_max_score is not None:
-        refs = (info.ref_min_score, info.ref_max_score)
-    else:
-        refs = envs.lookup_ref_scores(env_id)
-    logger.info(
-        "Dataset %s: %d transitions from %s (fingerprint %s); evaluating in %s.",
-        config.dataset, info.num_transitions, info.source, info.fingerprint[:12], env_id,
-    )
-    return PreparedData(transitions=data, info=info, env_id=env_id, ref_scores=refs)
-
-
-# The environment variable that rescales any config (module doc).
-SCALE_ENV = "MB2PO_SCALE"
-
-
-def apply_scale(config: ml_collections.ConfigDict, scale: str,
-                overrides: dict[str, Any]) -> ml_collections.ConfigDict:
-    """``config`` (a loaded config file) at ``scale`` (a name in
-    :data:`experiments.configs.base.SCALES`), with the command line's
-    ``overrides`` (dotted field -> value) set again on top, so they still win."""
-    if scale not in SCALES:
-        raise UsageError(f"{SCALE_ENV}={scale!r}: valid scales are {sorted(SCALES)} "
-                         f"(or leave it unset to run the config as it is).")
-    SCALES[scale](config)
-    for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
-        node = config
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    logger.warning("%s=%s: applied experiments.configs.base.%s_scale to the config file "
-                   "(then %d command-line override(s)).", SCALE_ENV, scale, scale, len(overrides))
-    return config
 
 
 TIME_LIMIT_HELP = ("Stop cleanly at this wall-clock limit (e.g. 45s, 90m, 2h, 1h30m): checkpoint "

@@ -73,78 +73,6 @@ def _define_flags() -> None:
     flags.DEFINE_bool("progress_bar", True, "Show progress bars with ETAs.")
 
 
-def build_config(f=FLAGS):
-    """Flags -> (GenerationConfig, kinds, env name); raises GenerationError."""
-    from mb2po_jax import datagen
-    from mb2po_jax.agents.sac import SACConfig
-
-    if not f.env:
-        raise datagen.GenerationError(
-            "--env is required: hopper, halfcheetah, walker2d, or a gymnasium MuJoCo id.")
-    if not f.kind:
-        raise datagen.GenerationError(
-            f"--kind is required; valid kinds: {', '.join(datagen.KIND_TABLE)}, all.")
-    kinds = datagen.expand_kinds([k for k in f.kind.split(",") if k.strip()])
-    env_name, env_id = datagen.resolve_env(f.env)
-    if f.size is not None:
-        size = f.size
-    else:
-        if not f.scale > 0:
-            raise datagen.GenerationError(f"--scale={f.scale}: must be > 0 (e.g. 0.1).")
-        size = max(1, round(f.scale * datagen.D4RL_DATASET_SIZE))
-    refs = None
-    if (f.ref_min_score is None) != (f.ref_max_score is None):
-        raise datagen.GenerationError(
-            "--ref_min_score and --ref_max_score go together; pass both or neither.")
-    if f.ref_min_score is not None:
-        refs = (f.ref_min_score, f.ref_max_score)
-    try:
-        hidden = tuple(int(width) for width in f.hidden_dims)
-    except ValueError:
-        raise datagen.GenerationError(
-            f"--hidden_dims={','.join(f.hidden_dims)}: must be comma-separated integers, "
-            f"e.g. 256,256.") from None
-    cfg = datagen.GenerationConfig(
-        env_id=env_id, seed=f.seed, sac=SACConfig(hidden_dims=hidden),
-        batch_size=f.batch_size, max_env_steps=f.max_env_steps,
-        learning_starts=f.learning_starts, update_every=f.update_every,
-        eval_every=f.eval_every, eval_episodes=f.eval_episodes,
-        medium_target=f.medium_target, medium_tolerance=f.medium_tolerance,
-        expert_target=f.expert_target, expert_policy=f.expert_policy,
-        checkpoint_every=f.checkpoint_every, ref_scores=refs, dataset_size=size,
-    )
-    datagen.validate_request(cfg, kinds)
-    datagen.env_dims(env_id)
-    return cfg, kinds, env_name
-
-
-def _fmt(value, spec: str = ".1f") -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, dict):
-        return "/".join(_fmt(v, spec) for v in value.values())
-    return format(value, spec)
-
-
-def summary_table(results) -> str:
-    # norm. return: the dataset's mean normalised return (sampled actions);
-    # policy eval: its behaviour policy's deterministic evaluation score.
-    header = (f"{'kind':<14}{'dataset id':<30}{'size':>10}{'episodes':>9}{'return':>9}"
-              f"{'norm.':>7}  {'policy eval':<12}{'SAC steps':<15}{'wall s':>7}  status")
-    lines = [header]
-    for kind, made in results.items():
-        c = made.card
-        policy = c["behaviour_policy"]
-        wall = c.get("wall_seconds", {}).get("total_this_kind")
-        lines.append(
-            f"{kind:<14}{made.dataset_id:<30}{c['size']:>10,}{c['episodes']:>9}"
-            f"{_fmt(c['return_mean']):>9}{_fmt(c['normalized_return_mean']):>7}  "
-            f"{_fmt(policy.get('eval_normalized_score')):<12}"
-            f"{_fmt(policy.get('sac_env_steps'), 'd'):<15}"
-            f"{_fmt(wall, '.0f'):>7}  {'reused' if made.reused else 'made'}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -154,7 +82,7 @@ def main(argv: list[str]) -> None:
 
     setup_logging()
     try:
-        cfg, kinds, env_name = build_config()
+        cfg, kinds, env_name = datagen.build_request(FLAGS)
         results = datagen.make_datasets(
             cfg, kinds, env_name=env_name, workdir=FLAGS.workdir, overwrite=FLAGS.overwrite,
             progress=FLAGS.progress_bar)
@@ -164,7 +92,7 @@ def main(argv: list[str]) -> None:
     except (datagen.GenerationError, FileExistsError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    print(summary_table(results))
+    print(datagen.summary_table(results))
     store = minari_store_path()
     print(f"Datasets in the Minari store {store}; data cards: <dataset dir>/"
           f"{datagen.CARD_FILE}. Use them with experiments.run "

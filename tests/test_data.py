@@ -144,8 +144,8 @@ def test_dynamics_model_leaves_out_rows_whose_next_state_was_never_recorded(
     """Without stored s', a terminal row's s' = s is a placeholder: the
     critic may keep it (it never bootstraps), the dynamics model must not
     learn "zero change" from it. With stored s' every row is a transition."""
-    from experiments.common import PreparedData
-    from experiments.phases import dynamics_rows
+    from mb2po_jax.pipeline.dataset import PreparedData
+    from mb2po_jax.pipeline.dynamics_phase import dynamics_rows
     from mb2po_jax.model.dynamics import make_dynamics_data
 
     derived, derived_info = load_d4rl_hdf5(_write_hdf5(tmp_path / "a.hdf5", _d4rl_arrays()))

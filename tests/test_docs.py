@@ -24,7 +24,7 @@ How a block runs (docs/usage.md, "Tests, and how the documentation is tested"):
   ``PYTHONPATH`` and this interpreter's directory first on ``PATH``.
   ``MB2PO_SCALE=smoke`` makes ``experiments.run`` and
   ``experiments.reproduce`` shrink whatever config they load to
-  ``experiments.configs.base.smoke_scale`` (the command line's own overrides
+  ``mb2po_jax.pipeline.config.smoke_scale`` (the command line's own overrides
   still apply on top).
 * Python blocks in one Python process per file, one namespace, as when
   pasted into one interpreter.

@@ -171,13 +171,12 @@ def test_existing_datasets_are_reused_never_silently_overwritten(
 
 def test_experiments_find_the_generated_dataset_by_task_name(
         made_store: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from experiments import common
-    from experiments.configs.base import get_base_config
+    from mb2po_jax.pipeline import Settings, get_base_config, prepare_dataset
 
     config = get_base_config()
     config.dataset = "hopper-mixed"
     with caplog.at_level(logging.INFO):
-        data = common.prepare_dataset(config)
+        data = prepare_dataset(Settings.from_config(config).data)
     assert data.env_id == "Hopper-v5" and data.ref_scores == HOPPER_REFS
     assert "project-generated Minari dataset mb2po/hopper/mixed-v0" in caplog.text
 
@@ -303,20 +302,18 @@ def test_bad_env_kind_or_option_fails_at_once_with_the_choices(store: Path) -> N
     # The random kind needs no SAC run, so no reference scores either.
     datagen.validate_request(tiny_config(env_id="Ant-v5"), ["random"])
 
-    from experiments import make_dataset
-
     flags = dict(env="hopper", kind="mixed", seed=0, scale=0.1, size=None, max_env_steps=300_000,
                  learning_starts=5000, update_every=50, batch_size=256, hidden_dims=["256", "256"],
                  eval_every=5000, eval_episodes=10, medium_target=33.0, medium_tolerance=5.0,
                  expert_target=None, expert_policy="best", checkpoint_every=25_000,
                  ref_min_score=None, ref_max_score=None)
-    cfg, kinds, env_name = make_dataset.build_config(types.SimpleNamespace(**flags))
+    cfg, kinds, env_name = datagen.build_request(types.SimpleNamespace(**flags))
     assert (cfg.env_id, kinds, env_name, cfg.dataset_size) == ("Hopper-v5", ["mixed"], "hopper",
                                                                100_000)
     with pytest.raises(datagen.GenerationError, match="--scale=0"):
-        make_dataset.build_config(types.SimpleNamespace(**{**flags, "scale": 0.0}))
+        datagen.build_request(types.SimpleNamespace(**{**flags, "scale": 0.0}))
     with pytest.raises(datagen.GenerationError, match="--expert_policy=last.*best, final"):
-        make_dataset.build_config(types.SimpleNamespace(**{**flags, "expert_policy": "last"}))
+        datagen.build_request(types.SimpleNamespace(**{**flags, "expert_policy": "last"}))
 
 
 def test_cli_makes_a_dataset_then_reuses_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -128,7 +128,7 @@ def test_fine_tuning_config_defaults_and_paper_tasks() -> None:
     """FineTuningConfig() is the paper's scale; .paper(task) takes the task's
     omega, h and lambda from appendix 7.3 (the same table the experiment
     configs read), overrides on top; an unknown task names the valid ones."""
-    from experiments.configs.base import paper_config
+    from mb2po_jax.pipeline.config import paper_config
     from mb2po_jax import paper
 
     base = mb2po.FineTuningConfig()

@@ -23,11 +23,15 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import common, phases
-from mb2po_jax import runner as phase_runner
-from experiments.configs.base import PAPER_MB2PO_TABLE, get_base_config, smoke_scale
-from experiments.evaluate import evaluate_checkpoint
-from experiments.run import run, validate_config
+from experiments import common
+from mb2po_jax import mb2po, runner as phase_runner
+from mb2po_jax.agents import awac
+from mb2po_jax.pipeline import (Settings, UsageError, ResourceError, evaluate_checkpoint,
+                                prepare_dataset, run, validate_config)
+from mb2po_jax.pipeline import builders, dynamics_phase, resources, seed_axis
+from mb2po_jax.pipeline import awac_phase as awac_phase_module
+from mb2po_jax.pipeline.awac_phase import awac_phase
+from mb2po_jax.pipeline.config import PAPER_MB2PO_TABLE, get_base_config, smoke_scale
 from mb2po_jax.checkpoint import Checkpointer, RunMismatchError, check_same_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,8 +88,8 @@ def _from(source: Path, config):
 
 
 def _restore_state(workdir: Path, config, step=None):
-    data = common.prepare_dataset(config)
-    phase = phases.awac_phase(config, data, data.transitions)
+    data = prepare_dataset(Settings.from_config(config).data)
+    phase = awac_phase(Settings.from_config(config), data, data.transitions)
     with Checkpointer(workdir / "checkpoints" / "awac") as checkpointer:
         return checkpointer.restore(phase.abstract(), step)
 
@@ -123,7 +127,7 @@ def test_resume_equals_uninterrupted_run(
 
     # Interrupt a second run in its third chunk (after step 10 was saved).
     interrupted = tmp_path / "interrupted"
-    real_make = phases.awac.make_train_steps
+    real_make = awac.make_train_steps
 
     def make_interrupting(*args, **kwargs):
         train_steps, calls = real_make(*args, **kwargs), []
@@ -136,10 +140,10 @@ def test_resume_equals_uninterrupted_run(
 
         return wrapped
 
-    monkeypatch.setattr(phases.awac, "make_train_steps", make_interrupting)
+    monkeypatch.setattr(awac, "make_train_steps", make_interrupting)
     with pytest.raises(phase_runner.InterruptedRun, match="step 10"):
         run(config, interrupted)
-    monkeypatch.setattr(phases.awac, "make_train_steps", real_make)
+    monkeypatch.setattr(awac, "make_train_steps", real_make)
     with Checkpointer(interrupted / "checkpoints" / "awac") as checkpointer:
         assert checkpointer.all_steps() == [10]
     resumed = run(config, interrupted)
@@ -175,7 +179,7 @@ def test_a_run_stopped_in_its_final_evaluation_makes_it_again(
         awac_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C during the last step's evaluation saves that step with the
     previous (step 10) evaluation; the re-run must not report it as final."""
-    real, calls = phases.evaluate_policy, []
+    real, calls = builders.evaluate_policy, []
 
     def interrupting(*args, **kwargs):
         calls.append(1)
@@ -183,12 +187,12 @@ def test_a_run_stopped_in_its_final_evaluation_makes_it_again(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(phases, "evaluate_policy", interrupting)
+    monkeypatch.setattr(awac_phase_module, "evaluate_policy", interrupting)
     with pytest.raises(phase_runner.InterruptedRun, match="step 20"):
         run(tiny_config(), tmp_path)
     with Checkpointer(tmp_path / "checkpoints" / "awac") as checkpointer:
         assert checkpointer.restore_meta(20)["last_eval_step"] == 10
-    monkeypatch.setattr(phases, "evaluate_policy", real)
+    monkeypatch.setattr(awac_phase_module, "evaluate_policy", real)
     resumed = run(tiny_config(), tmp_path)
     assert resumed["returns"] == json.loads((awac_run / "results.json").read_text())["returns"]
     eval_rows = (tmp_path / "awac" / "metrics_eval.csv").read_text().splitlines()
@@ -218,11 +222,11 @@ def test_divergence_stops_with_phase_step_and_statistic(tmp_path: Path) -> None:
 def test_config_validation_names_field_and_fix() -> None:
     config = tiny_config()
     config.train.eval_every = 7
-    with pytest.raises(common.UsageError, match=r"train\.eval_every=7: not a multiple of train\.steps_per_chunk=5"):
+    with pytest.raises(UsageError, match=r"train\.eval_every=7: not a multiple of train\.steps_per_chunk=5"):
         validate_config(config)
     config = tiny_config()
     config.eval.num_episodes = 0
-    with pytest.raises(common.UsageError, match=r"eval\.num_episodes=0"):
+    with pytest.raises(UsageError, match=r"eval\.num_episodes=0"):
         validate_config(config)
 
 
@@ -251,9 +255,9 @@ def test_config_files_and_overrides_resolve() -> None:
     assert config.awac.num_steps == 500_000 and config.awac.batch_size == 1024
     halfcheetah = common.load_config_file(common.resolve_config_path("halfcheetah_random"))
     assert halfcheetah.mb2po.horizon == 5
-    with pytest.raises(common.UsageError, match="Valid configs: .*hopper_mixed.py"):
+    with pytest.raises(UsageError, match="Valid configs: .*hopper_mixed.py"):
         common.resolve_config_path("hopper_mixd.py")
-    with pytest.raises(common.UsageError, match="awac has no field 'alph'.*alpha"):
+    with pytest.raises(UsageError, match="awac has no field 'alph'.*alpha"):
         common.resolve_config_argv(["run", "--config=quickstart.py", "--config.awac.alph=2"])
     argv = common.resolve_config_argv(["run", "--config=quickstart.py", "--config.awac.alpha=2"])
     assert argv[1] == f"--config={common.CONFIG_DIR / 'quickstart.py'}"
@@ -318,7 +322,7 @@ def _interrupt_third_iteration(monkeypatch: pytest.MonkeyPatch, call: int = 3):
     """Makes fine-tuning raise Ctrl-C on its ``call``-th iteration (after
     iteration ``call - 1`` was checkpointed); returns the real
     ``make_iteration`` to restore."""
-    real_make = phases.mb2po.make_iteration
+    real_make = mb2po.make_iteration
 
     def make_interrupting(*args, **kwargs):
         iteration, calls = real_make(*args, **kwargs), []
@@ -331,7 +335,7 @@ def _interrupt_third_iteration(monkeypatch: pytest.MonkeyPatch, call: int = 3):
 
         return wrapped
 
-    monkeypatch.setattr(phases.mb2po, "make_iteration", make_interrupting)
+    monkeypatch.setattr(mb2po, "make_iteration", make_interrupting)
     return real_make
 
 
@@ -342,7 +346,7 @@ def test_fine_tuning_starts_from_another_run_and_resumes_mid_mb2po(
     real_make = _interrupt_third_iteration(monkeypatch)
     with pytest.raises(phase_runner.InterruptedRun, match="'mb2po'.*step 2"):
         run(config, tmp_path)
-    monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
+    monkeypatch.setattr(mb2po, "make_iteration", real_make)
     resumed = run(config, tmp_path)
     # No AWAC or dynamics training happened here: both came from full_run ...
     assert not (tmp_path / "awac" / "metrics_train.csv").exists()
@@ -382,8 +386,8 @@ def test_buffer_regenerating_checkpoints_resume_to_the_same_numbers(
     saved = _saved_tree(tmp_path / "regen" / "checkpoints" / "mb2po" / "5")
     assert "buffer" not in saved and saved["slot_checksums"].shape == (2,)
     assert all(leaf.shape[0] == 2 for leaf in jax.tree.leaves(saved["policies"]))
-    monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
-    with caplog.at_level(logging.INFO, logger="experiments.phases"):
+    monkeypatch.setattr(mb2po, "make_iteration", real_make)
+    with caplog.at_level(logging.INFO, logger="mb2po_jax.pipeline.buffer_checkpointing"):
         resumed = run(config("regenerate"), tmp_path / "regen")
     assert "rolled the model buffer's 2 filled slots out again" in caplog.text
     assert "differs from the saved one" not in caplog.text
@@ -392,7 +396,7 @@ def test_buffer_regenerating_checkpoints_resume_to_the_same_numbers(
     assert read(tmp_path / "regen") == read(tmp_path / "rows")
     # A finished run read again is only reported: its slots are not rolled out.
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="experiments.phases"):
+    with caplog.at_level(logging.INFO, logger="mb2po_jax.pipeline.buffer_checkpointing"):
         again = run(config("regenerate"), tmp_path / "regen")
     assert "finished; its model buffer is not rolled out again" in caplog.text
     assert "rolled the model buffer's" not in caplog.text
@@ -404,23 +408,23 @@ def test_buffer_regenerating_checkpoints_resume_to_the_same_numbers(
 def test_rows_checkpoints_that_cannot_fit_the_disk_are_refused_before_training(
         tmp_path: Path) -> None:
     config = tiny_config(fine_tune=True)
-    assert phases.checkpoint_disk_problem(config, "mb2po", 11, 3, tmp_path) is None
+    assert resources.checkpoint_disk_problem(Settings.from_config(config), 11, 3, tmp_path) is None
     # 10^11 rows of hopper (obs 11, act 3: 112 bytes) per checkpoint: no disk holds 3.
     config.mb2po.rollout_samples, config.mb2po.buffer_iterations = 10**10, 10
-    problem = phases.checkpoint_disk_problem(config, "mb2po", 11, 3, tmp_path)
+    problem = resources.checkpoint_disk_problem(Settings.from_config(config), 11, 3, tmp_path)
     assert problem and "--config.mb2po.buffer_checkpoint='rows'" in problem
     assert "11200.0 GB" in problem and "buffer_checkpoint=regenerate" in problem
     config.mb2po.buffer_checkpoint = "regenerate"
-    assert phases.checkpoint_disk_problem(config, "mb2po", 11, 3, tmp_path) is None
+    assert resources.checkpoint_disk_problem(Settings.from_config(config), 11, 3, tmp_path) is None
     # A run says so at its start, before AWAC trains (no work is lost).
     config.mb2po.buffer_checkpoint = "rows"
-    with pytest.raises(common.ResourceError, match=r"buffer_checkpoint='rows'.*GB free"):
+    with pytest.raises(ResourceError, match=r"buffer_checkpoint='rows'.*GB free"):
         run(config, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints" / "awac").exists()
     # Nor is the workdir bound to the refused config: the named fix re-runs there.
     assert not (tmp_path / "run" / "run.json").exists()
     config.mb2po.buffer_checkpoint = "buffer"
-    with pytest.raises(common.UsageError, match=r"mb2po\.buffer_checkpoint='buffer'.*regenerate"):
+    with pytest.raises(UsageError, match=r"mb2po\.buffer_checkpoint='buffer'.*regenerate"):
         validate_config(config)
 
 
@@ -430,39 +434,39 @@ def test_model_buffers_that_cannot_fit_in_memory_are_refused_before_training(
     # allocator allows 60 GB (75 % of an 80 GB card): 3 seeds fit, 4 do not.
     config = tiny_config(fine_tune=True)
     config.mb2po.rollout_samples, config.mb2po.buffer_iterations = 10**6, 100
-    monkeypatch.setattr(phases, "_memory_limit", lambda: (60 * 10**9, 1, "test limit", True))
+    monkeypatch.setattr(resources, "_memory_limit", lambda: (60 * 10**9, 1, "test limit", True))
     config.num_seeds = 2
-    assert phases.buffer_memory_problem(config, "mb2po", 17, 6) is None
+    assert resources.buffer_memory_problem(Settings.from_config(config), 17, 6) is None
     config.num_seeds = 3
-    message, fatal = phases.buffer_memory_problem(config, "mb2po", 17, 6)
+    message, fatal = resources.buffer_memory_problem(Settings.from_config(config), 17, 6)
     assert not fatal and "51.6 GB) takes more than 80 % of 60.0 GB" in message
     config.num_seeds = 4
-    message, fatal = phases.buffer_memory_problem(config, "mb2po", 17, 6)
+    message, fatal = resources.buffer_memory_problem(Settings.from_config(config), 17, 6)
     assert fatal and "100 x 1,000,000 rows x 4 seed(s) per device = 68.8 GB) exceeds" in message
     # A preallocating GPU pool may grow past its reported limit: then a warning.
-    monkeypatch.setattr(phases, "_memory_limit", lambda: (60 * 10**9, 1, "test limit", False))
-    assert phases.buffer_memory_problem(config, "mb2po", 17, 6)[1] is False
+    monkeypatch.setattr(resources, "_memory_limit", lambda: (60 * 10**9, 1, "test limit", False))
+    assert resources.buffer_memory_problem(Settings.from_config(config), 17, 6)[1] is False
     # Two devices hold two seeds each.
-    monkeypatch.setattr(phases, "_memory_limit", lambda: (60 * 10**9, 2, "test limit", True))
-    assert phases.buffer_memory_problem(config, "mb2po", 17, 6) is None
+    monkeypatch.setattr(resources, "_memory_limit", lambda: (60 * 10**9, 2, "test limit", True))
+    assert resources.buffer_memory_problem(Settings.from_config(config), 17, 6) is None
     # A run says so at its start, before AWAC trains (no work is lost); a
     # tight fit is run with a warning.
-    monkeypatch.setattr(phases, "_memory_limit", lambda: (1000, 1, "test limit", True))
+    monkeypatch.setattr(resources, "_memory_limit", lambda: (1000, 1, "test limit", True))
     small = tiny_config(fine_tune=True)
-    with pytest.raises(common.ResourceError, match=r"mb2po model buffer .* exceeds .*num_seeds"):
+    with pytest.raises(ResourceError, match=r"mb2po model buffer .* exceeds .*num_seeds"):
         run(small, tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints" / "awac").exists()
     assert not (tmp_path / "run" / "run.json").exists()  # a fixed config may use the workdir
     row = 4 * (2 * 11 + 3 + 3)
     needed = small.mb2po.buffer_iterations * small.mb2po.rollout_samples * row
-    monkeypatch.setattr(phases, "_memory_limit", lambda: (int(needed / 0.9), 1, "test limit", True))
-    with caplog.at_level(logging.WARNING, logger="experiments.run"):
+    monkeypatch.setattr(resources, "_memory_limit", lambda: (int(needed / 0.9), 1, "test limit", True))
+    with caplog.at_level(logging.WARNING, logger="mb2po_jax.pipeline.run"):
         run(small, tmp_path / "tight")
     assert "takes more than 80 %" in caplog.text
 
 
 def test_the_memory_limit_is_read_from_this_machine() -> None:
-    capacity, devices, what, exact = phases._memory_limit()
+    capacity, devices, what, exact = resources._memory_limit()
     assert capacity > 10**8 and devices >= 1 and what and isinstance(exact, bool)
 
 
@@ -523,22 +527,22 @@ def test_dynamics_reports_the_penalty_beside_the_reward_on_held_out_rows(full_ru
     config = tiny_config(fine_tune=True)
     config.mb2po.penalty_coef = 1.0  # what full_run used (the paper config's)
     dyn = json.loads((full_run / "results.json").read_text())["phases"]["dynamics"]
-    data = common.prepare_dataset(config)
-    phase = phases.dynamics_phase(config, data, data.transitions)
+    data = prepare_dataset(Settings.from_config(config).data)
+    phase = dynamics_phase.dynamics_phase(Settings.from_config(config), data, data.transitions)
     with Checkpointer(full_run / "checkpoints" / "dynamics") as checkpointer:
         state, _ = checkpointer.restore(phase.abstract())
     _, holdout = dynamics.split_holdout(
-        dynamics.make_dynamics_data(data.transitions), phases._key(config, phases._DYN_SPLIT),
+        dynamics.make_dynamics_data(data.transitions), seed_axis.SeedAxis(config.seed).key(seed_axis.DYN_SPLIT),
         config.dynamics.holdout_fraction, config.dynamics.max_holdout)
     obs_dim = data.info.obs_dim
-    model = phases.build_dynamics(config, obs_dim, data.info.act_dim)
+    model = builders.build_dynamics(Settings.from_config(config), obs_dim, data.info.act_dim)
     _, logvar = model.predict(state, holdout.inputs[:, :obs_dim], holdout.inputs[:, obs_dim:])
     logvar = np.asarray(logvar, np.float64)[np.asarray(state.elites)]  # [E, rows, D]
     u = np.sqrt(np.exp(logvar).sum(-1)).max(0)  # MOPO: max over elites of ||sigma||_2
     np.testing.assert_allclose(dyn["holdout_penalty_mean"], 1.0 * u.mean(), rtol=1e-4)
     # lambda scales it: the same model evaluated for a run with lambda = 0.5.
     config.mb2po.penalty_coef = 0.5
-    half = phases.dynamics_phase(config, data, data.transitions).evaluate(state)
+    half = dynamics_phase.dynamics_phase(Settings.from_config(config), data, data.transitions).evaluate(state)
     np.testing.assert_allclose(half["holdout_penalty_mean"], 0.5 * u.mean(), rtol=1e-4)
     np.testing.assert_allclose(dyn["holdout_reward_mean"],
                                np.asarray(holdout.targets)[:, -1].mean(), rtol=1e-5)
@@ -567,10 +571,10 @@ def test_penalty_at_least_the_reward_is_warned(caplog) -> None:
     tuning = get_base_config().mb2po
     below = [{"holdout_penalty_mean": 0.2, "holdout_reward_mean": 2.0}]
     above = [*below, {"holdout_penalty_mean": 2.77, "holdout_reward_mean": 1.98}]
-    with caplog.at_level("WARNING", logger="experiments.phases"):
-        phases._warn_if_penalty_dominates(below, tuning, "mb2po")
+    with caplog.at_level("WARNING", logger="mb2po_jax.pipeline.dynamics_phase"):
+        dynamics_phase._warn_if_penalty_dominates(below, tuning, "mb2po")
         assert not caplog.records
-        phases._warn_if_penalty_dominates(above, tuning, "mb2po")  # the worst seed counts
+        dynamics_phase._warn_if_penalty_dominates(above, tuning, "mb2po")  # the worst seed counts
     assert len(caplog.records) == 1
     message = caplog.records[0].getMessage()
     assert "mb2po.penalty_coef" in message and "2.77" in message and "1.98" in message
@@ -602,8 +606,8 @@ def test_dynamics_early_stopping_ends_the_phase_and_resumes_as_finished(
     np.testing.assert_allclose(dyn["val_mse_mean"], first, rtol=1e-5)
     assert results["phases"]["mb2po"]["steps"] == 1
 
-    data = common.prepare_dataset(config)
-    phase = phases.dynamics_phase(config, data, data.transitions)
+    data = prepare_dataset(Settings.from_config(config).data)
+    phase = dynamics_phase.dynamics_phase(Settings.from_config(config), data, data.transitions)
     with Checkpointer(tmp_path / "checkpoints" / "dynamics") as checkpointer:
         assert checkpointer.all_steps() == [10]
         state, _ = checkpointer.restore(phase.abstract())
@@ -659,7 +663,7 @@ def test_mopo_runs_from_config_resumes_exactly_and_evaluates(
     real_make = _interrupt_third_iteration(monkeypatch)
     with pytest.raises(phase_runner.InterruptedRun, match="'mopo'.*step 2"):
         run(config, tmp_path / "resumed")
-    monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
+    monkeypatch.setattr(mb2po, "make_iteration", real_make)
     resumed = run(config, tmp_path / "resumed")
     assert resumed["returns"] == straight["returns"]
     read = lambda d: (d / "mopo" / "metrics_train.csv").read_text()  # noqa: E731
@@ -680,10 +684,10 @@ def test_the_quickstart_is_a_quickstart_for_mopo_too() -> None:
 
 def test_mb2po_scale_applies_after_the_file_and_before_the_overrides(
         caplog: pytest.LogCaptureFixture) -> None:
-    from experiments.common import SCALE_ENV, apply_scale
+    from mb2po_jax.pipeline.config import SCALE_ENV, apply_scale
 
     config = common.load_config_file(common.resolve_config_path("hopper_mixed"))
-    with caplog.at_level(logging.WARNING, logger="experiments.common"):
+    with caplog.at_level(logging.WARNING, logger="mb2po_jax.pipeline.config"):
         scaled = apply_scale(config, "smoke", {"awac.num_steps": 40, "seed": 3})
     assert f"{SCALE_ENV}=smoke" in caplog.text and "smoke_scale" in caplog.text
     smoke = smoke_scale(common.load_config_file(common.resolve_config_path("hopper_mixed")))
@@ -692,7 +696,7 @@ def test_mb2po_scale_applies_after_the_file_and_before_the_overrides(
     assert scaled.mb2po.rollout_samples == smoke.mb2po.rollout_samples
     assert (scaled.dataset, scaled.mb2po.omega) == ("hopper-mixed", 0.01)  # the file's task
     validate_config(scaled)
-    with pytest.raises(common.UsageError, match="MB2PO_SCALE='tiny'.*cpu.*paper.*smoke"):
+    with pytest.raises(UsageError, match="MB2PO_SCALE='tiny'.*cpu.*paper.*smoke"):
         apply_scale(config, "tiny", {})
 
 
@@ -700,7 +704,7 @@ def test_the_learning_curve_title_fits_the_figure(tmp_path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from experiments.run import _short_dataset
+    from mb2po_jax.pipeline.results import _short_dataset
     from mb2po_jax import metrics_logger
 
     assert _short_dataset("hdf5:/data/d4rl/hopper_medium_replay-v2.hdf5") == \
@@ -721,11 +725,11 @@ def test_the_learning_curve_title_fits_the_figure(tmp_path: Path) -> None:
 def test_config_field_nothing_reads_is_refused_by_name() -> None:
     config = tiny_config()
     config.mb2po.horizn = 3  # a typo: nothing reads it
-    with pytest.raises(common.UsageError, match=r"\['mb2po\.horizn'\].*not read by anything"):
+    with pytest.raises(UsageError, match=r"\['mb2po\.horizn'\].*not read by anything"):
         validate_config(config)
     config = tiny_config()
     config.algorithm = "cql"
-    with pytest.raises(common.UsageError, match=r"--config\.algorithm='cql'.*mb2po.*mopo"):
+    with pytest.raises(UsageError, match=r"--config\.algorithm='cql'.*mb2po.*mopo"):
         validate_config(config)
 
 
@@ -792,7 +796,7 @@ def test_extend_continues_a_finished_run_to_a_longer_one(
                                   "mopo.num_iterations": longer.mopo.num_iterations}]
     assert run(longer, workdir)["returns"] == straight["returns"]  # now the workdir's length
 
-    with pytest.raises(common.UsageError, match=r"only be made longer"):
+    with pytest.raises(UsageError, match=r"only be made longer"):
         run(tiny_config(num_steps=25), workdir, extend=True)
     other = tiny_config(num_steps=40)
     other.awac.batch_size = 16
@@ -800,7 +804,7 @@ def test_extend_continues_a_finished_run_to_a_longer_one(
         run(other, workdir, extend=True)
     copy = tmp_path / "fine_tuned"
     shutil.copytree(full_run, copy)
-    with pytest.raises(common.UsageError, match=r"\['dynamics', 'mb2po'\] phase\(s\) already started"):
+    with pytest.raises(UsageError, match=r"\['dynamics', 'mb2po'\] phase\(s\) already started"):
         run(tiny_config(fine_tune=True, num_steps=30), copy, extend=True)
 
 
@@ -812,10 +816,10 @@ def test_a_stored_config_from_before_next_state_rebuilds_with_the_papers_samplin
     legacy = ml_collections.ConfigDict(tiny_config(fine_tune=True).to_dict())
     del legacy.mb2po["next_state"]
     assert "next_state" not in legacy.mb2po
-    assert phases.fine_tuning_config(legacy, "mb2po").next_state == "sample"
+    assert Settings.from_config(legacy).fine_tuning.loop.next_state == "sample"
     current = tiny_config(fine_tune=True)
     current.mb2po.next_state = "mean"
-    assert phases.fine_tuning_config(current, "mb2po").next_state == "mean"
+    assert Settings.from_config(current).fine_tuning.loop.next_state == "mean"
 
 
 def test_simulator_as_model_fine_tunes_on_true_transitions(full_run: Path, tmp_path: Path) -> None:
@@ -823,10 +827,10 @@ def test_simulator_as_model_fine_tunes_on_true_transitions(full_run: Path, tmp_p
     stepped by MuJoCo, no penalty, from restorable dataset rows only."""
     config = _from(full_run, tiny_config(fine_tune=True))
     config.mb2po.model = "simulator"
-    with pytest.raises(common.UsageError, match=r"mb2po\.horizon=2.*'simulator'.*horizon=1"):
+    with pytest.raises(UsageError, match=r"mb2po\.horizon=2.*'simulator'.*horizon=1"):
         validate_config(config)
     config.mb2po.horizon = 1
-    with pytest.raises(common.UsageError, match=r"mb2po\.start_states='dataset'.*'restorable'"):
+    with pytest.raises(UsageError, match=r"mb2po\.start_states='dataset'.*'restorable'"):
         validate_config(config)
     config.mb2po.start_states = "restorable"
     run(config, tmp_path)
@@ -839,7 +843,7 @@ def test_simulator_as_model_fine_tunes_on_true_transitions(full_run: Path, tmp_p
         assert float(row["rollout_penalized_reward_mean"]) == float(row["rollout_model_reward_mean"])
         assert float(row["rollout_valid_fraction"]) == 1.0
     config.mb2po.model = "perfect"
-    with pytest.raises(common.UsageError, match=r"mb2po\.model='perfect'.*ensemble.*simulator"):
+    with pytest.raises(UsageError, match=r"mb2po\.model='perfect'.*ensemble.*simulator"):
         validate_config(config)
 
 
@@ -847,23 +851,23 @@ def test_resume_ignores_the_config_sections_the_algorithm_never_reads(tmp_path: 
     """A new scale may give MOPO other lengths: an MB2PO workdir made before
     still resumes (its run never reads config.mopo), a MOPO one is refused,
     and a difference in what the run does read is refused as before."""
-    from experiments import run as run_module
+    from mb2po_jax.pipeline import workdir as workdir_module
 
     saved = json.loads(get_base_config().to_json())
     changed = json.loads(json.dumps(saved))
     changed["mopo"]["num_iterations"] = saved["mopo"]["num_iterations"] // 10
-    run_module._check_same_run(saved, changed, tmp_path)  # MB2PO: config.mopo unused
+    workdir_module.check_same_run_in(saved, changed, tmp_path)  # MB2PO: config.mopo unused
     as_mopo = lambda c: {**c, "algorithm": "mopo"}  # noqa: E731
     with pytest.raises(RunMismatchError, match="mopo.num_iterations"):
-        run_module._check_same_run(as_mopo(saved), as_mopo(changed), tmp_path)
+        workdir_module.check_same_run_in(as_mopo(saved), as_mopo(changed), tmp_path)
     changed["awac"]["critic_lr"] = 1e-5
     with pytest.raises(RunMismatchError, match="awac.critic_lr") as refused:
-        run_module._check_same_run(saved, changed, tmp_path)
+        workdir_module.check_same_run_in(saved, changed, tmp_path)
     assert "mopo.num_iterations" not in str(refused.value)
-    run_module._check_same_run(as_mopo(saved), as_mopo({**changed, "mopo": saved["mopo"]}),
+    workdir_module.check_same_run_in(as_mopo(saved), as_mopo({**changed, "mopo": saved["mopo"]}),
                                tmp_path)  # MOPO: config.awac unused
     with pytest.raises(RunMismatchError, match="algorithm"):
-        run_module._check_same_run(saved, as_mopo(saved), tmp_path)
+        workdir_module.check_same_run_in(saved, as_mopo(saved), tmp_path)
 
 
 def test_a_stop_request_checkpoints_at_the_boundary_and_the_rerun_continues_exactly(
@@ -875,7 +879,7 @@ def test_a_stop_request_checkpoints_at_the_boundary_and_the_rerun_continues_exac
     from mb2po_jax.stopping import STOP, StoppedAtLimit
 
     config = _from(full_run, tiny_config(fine_tune=True))
-    real_make = phases.mb2po.make_iteration
+    real_make = mb2po.make_iteration
 
     def make_requesting(*args, **kwargs):
         iteration, calls = real_make(*args, **kwargs), []
@@ -888,14 +892,14 @@ def test_a_stop_request_checkpoints_at_the_boundary_and_the_rerun_continues_exac
 
         return wrapped
 
-    monkeypatch.setattr(phases.mb2po, "make_iteration", make_requesting)
+    monkeypatch.setattr(mb2po, "make_iteration", make_requesting)
     try:
         with pytest.raises(StoppedAtLimit, match=r"SIGTERM signal \(phase 'mb2po', step 3"):
             run(config, tmp_path)
     finally:
         STOP.reset()
     assert Checkpointer(tmp_path / "checkpoints" / "mb2po", 2).latest_step() == 3
-    monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
+    monkeypatch.setattr(mb2po, "make_iteration", real_make)
     resumed = run(config, tmp_path)
     straight = json.loads((full_run / "results.json").read_text())
     assert resumed["returns"] == straight["returns"]
@@ -947,7 +951,7 @@ def test_a_stopped_run_exported_and_imported_elsewhere_continues_exactly(
     real_make = _interrupt_third_iteration(monkeypatch)
     with pytest.raises(phase_runner.InterruptedRun, match="'mb2po'.*step 2"):
         run(config, tmp_path / "first")
-    monkeypatch.setattr(phases.mb2po, "make_iteration", real_make)
+    monkeypatch.setattr(mb2po, "make_iteration", real_make)
     archive = tmp_path / "piece.tar.gz"
     manifest = snapshot.export_runs(tmp_path / "first", archive)
     paths = {e["path"] for e in manifest["files"]}

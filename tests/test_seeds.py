@@ -16,10 +16,11 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import phases
-from experiments.evaluate import evaluate_checkpoint
-from experiments.run import run, validate_config
-from experiments.common import UsageError
+from mb2po_jax.pipeline import (Settings, UsageError, evaluate_checkpoint, prepare_dataset, run,
+                                validate_config)
+from mb2po_jax.pipeline.dynamics_phase import dynamics_phase
+from mb2po_jax.pipeline import fine_tuning_phase as fine_tuning_module
+from mb2po_jax.pipeline.builders import abstract_policy_state
 from mb2po_jax import runner, seeds
 from mb2po_jax.checkpoint import Checkpointer, RunMismatchError
 
@@ -56,7 +57,7 @@ def _state(workdir: Path, phase: str, config):
     with Checkpointer(workdir / "checkpoints" / phase) as checkpointer:
         meta = checkpointer.restore_meta()
         obs_dim, act_dim = meta["dataset"]["obs_dim"], meta["dataset"]["act_dim"]
-        abstract = phases.abstract_policy_state(config, phase, obs_dim, act_dim)
+        abstract = abstract_policy_state(Settings.from_config(config), phase, obs_dim, act_dim)
         return checkpointer.restore(abstract)[0]
 
 
@@ -130,7 +131,7 @@ def test_seeds_resume_exactly(runs: dict[str, Path], tmp_path: Path,
         stop_at, reference = 4, tmp_path / "rows"
         run(config, reference)
         config.mb2po.buffer_checkpoint = "regenerate"
-    real = phases.fine_tuning_phase
+    real = fine_tuning_module.fine_tuning_phase
 
     def interrupting(*args, **kwargs):
         phase, calls = real(*args, **kwargs), []
@@ -143,10 +144,10 @@ def test_seeds_resume_exactly(runs: dict[str, Path], tmp_path: Path,
 
         return dataclasses.replace(phase, advance=advance)
 
-    monkeypatch.setattr(phases, "fine_tuning_phase", interrupting)
+    monkeypatch.setattr(fine_tuning_module, "fine_tuning_phase", interrupting)
     with pytest.raises(runner.InterruptedRun, match=f"'mb2po'.*step {stop_at - 1}"):
         run(config, tmp_path / "resumed")
-    monkeypatch.setattr(phases, "fine_tuning_phase", real)
+    monkeypatch.setattr(fine_tuning_module, "fine_tuning_phase", real)
     resumed = run(config, tmp_path / "resumed")
     straight = json.loads((reference / "results.json").read_text())
     assert [r["returns"] for r in resumed["per_seed"]] == [r["returns"] for r in straight["per_seed"]]
@@ -183,13 +184,14 @@ def test_seed_axis_sharded_over_two_devices(runs: dict[str, Path], tmp_path: Pat
         import json, jax, numpy as np
         from jax.sharding import PartitionSpec
         assert len(jax.devices()) == 2, jax.devices()
-        from experiments import common, phases
-        from experiments.run import run
+        from mb2po_jax.pipeline import Settings, prepare_dataset, run
+        from mb2po_jax.pipeline.awac_phase import awac_phase
+        from mb2po_jax.pipeline.dynamics_phase import dynamics_phase
         from tests.test_seeds import seeds_config
         config = seeds_config()
         config.mb2po.num_iterations = 0
-        data = common.prepare_dataset(config)
-        phase = phases.awac_phase(config, data, data.transitions)
+        data = prepare_dataset(Settings.from_config(config).data)
+        phase = awac_phase(Settings.from_config(config), data, data.transitions)
         state = phase.init()
         state, metrics = phase.advance(state, 0)
         leaf = jax.tree.leaves(state)[0]
@@ -216,8 +218,6 @@ def test_early_stopped_seed_is_frozen_as_its_own_run_would_stop(tmp_path: Path) 
     """With MOPO's early stopping the seeds stop at different chunks: a seed
     that has stopped keeps its state (and logs nothing more) while the others
     train on, so each ends where its own run ends."""
-    from experiments import common
-
     def config_of(num_seeds: int, seed: int = 0):
         config = seeds_config(num_seeds, seed)
         config.dynamics.early_stopping, config.dynamics.patience = True, 2
@@ -228,8 +228,8 @@ def test_early_stopped_seed_is_frozen_as_its_own_run_would_stop(tmp_path: Path) 
         return config
 
     def train(config, name: str):
-        data = common.prepare_dataset(config)
-        phase = phases.dynamics_phase(config, data, data.transitions)
+        data = prepare_dataset(Settings.from_config(config).data)
+        phase = dynamics_phase(Settings.from_config(config), data, data.transitions)
         return runner.run_phase(phase, tmp_path / name, meta={}, progress_bar=False,
                                 tensorboard=False)
 

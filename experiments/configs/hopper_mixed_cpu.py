@@ -1,6 +1,6 @@
 """hopper-mixed at CPU scale (the reproduction harness's `--scale=cpu`; see base.cpu_scale)."""
 
-from experiments.configs.base import cpu_scale, paper_config
+from mb2po_jax.pipeline.config import cpu_scale, paper_config
 
 
 def get_config():

@@ -22,7 +22,7 @@ Random data caps what any learner can reach (about the random policy's
 score), so this run checks the machinery, not the paper's numbers.
 """
 
-from experiments.configs.base import paper_config
+from mb2po_jax.pipeline.config import paper_config
 
 
 def get_config():

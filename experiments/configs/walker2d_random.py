@@ -1,6 +1,6 @@
 """Paper config for walker2d-random (appendix 7.3: alpha=1, omega=0.8, h=1, lambda=1)."""
 
-from experiments.configs.base import paper_config, paper_scale
+from mb2po_jax.pipeline.config import paper_config, paper_scale
 
 
 def get_config():

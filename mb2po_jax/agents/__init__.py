@@ -10,7 +10,7 @@ code (benchmarks, new agents) can import them.
 
 To add an algorithm: write ``agents/<name>.py`` with a state pytree, the
 losses and a ``make_<name>(obs_dim, act_dim, config)`` returning these fields,
-then a phase builder in ``experiments/phases.py`` (docs/architecture.md).
+then a phase builder in ``mb2po_jax/pipeline/`` (docs/architecture.md).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ imports nothing from here.
 """
 
 from mb2po_jax.datagen.behaviour import build_agent, initial_actor, load_behaviour_policy
-from mb2po_jax.datagen.cards import CARD_FILE, read_card
+from mb2po_jax.datagen.cards import CARD_FILE, read_card, summary_table
 from mb2po_jax.datagen.config import (
     D4RL_DATASET_SIZE,
     GenerationConfig,
@@ -44,6 +44,7 @@ from mb2po_jax.datagen.kinds import (
     validate_request,
 )
 from mb2po_jax.datagen.make import MadeKind, default_workdir, make_datasets
+from mb2po_jax.datagen.request import build_request
 from mb2po_jax.datagen.maker import MadeDataset, make_minari_dataset
 from mb2po_jax.datagen.run_state import GenerationState, load_run_checkpoint
 from mb2po_jax.datagen.sac_run import BehaviourRun, train_behaviour

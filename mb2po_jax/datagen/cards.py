@@ -78,3 +78,32 @@ def base_card(cfg: GenerationConfig, agent: sac_lib.SAC, workdir: Path) -> dict[
                                 "updates_per_env_step": 1, "update_every": cfg.update_every,
                                 "target_entropy": agent.target_entropy},
     }
+
+
+def _fmt(value, spec: str = ".1f") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, dict):
+        return "/".join(_fmt(v, spec) for v in value.values())
+    return format(value, spec)
+
+
+def summary_table(results) -> str:
+    """One line per kind of ``make_datasets``' results: size, returns, the
+    behaviour policy's evaluation, wall time, made or reused."""
+    # norm. return: the dataset's mean normalised return (sampled actions);
+    # policy eval: its behaviour policy's deterministic evaluation score.
+    header = (f"{'kind':<14}{'dataset id':<30}{'size':>10}{'episodes':>9}{'return':>9}"
+              f"{'norm.':>7}  {'policy eval':<12}{'SAC steps':<15}{'wall s':>7}  status")
+    lines = [header]
+    for kind, made in results.items():
+        c = made.card
+        policy = c["behaviour_policy"]
+        wall = c.get("wall_seconds", {}).get("total_this_kind")
+        lines.append(
+            f"{kind:<14}{made.dataset_id:<30}{c['size']:>10,}{c['episodes']:>9}"
+            f"{_fmt(c['return_mean']):>9}{_fmt(c['normalized_return_mean']):>7}  "
+            f"{_fmt(policy.get('eval_normalized_score')):<12}"
+            f"{_fmt(policy.get('sac_env_steps'), 'd'):<15}"
+            f"{_fmt(wall, '.0f'):>7}  {'reused' if made.reused else 'made'}")
+    return "\n".join(lines)

@@ -2,8 +2,8 @@
 states from the dataset, and playing real envs to the fall."""
 import gymnasium as gym
 import numpy as np
-from experiments.common import prepare_dataset
-from experiments.evaluate import restore_policy
+from mb2po_jax.pipeline import Settings, prepare_dataset
+from mb2po_jax.pipeline import restore_policy
 from mb2po_jax.model.simulator_check import SimulatorProbe
 
 
@@ -18,7 +18,7 @@ def checkpoints(specs):
 def restorable_starts(config, meta, n):
     """``(probe, starts [n, obs_dim])``: n dataset observations (rng 0) whose
     observation holds the whole state."""
-    data = prepare_dataset(config)
+    data = prepare_dataset(Settings.from_config(config).data)
     probe = SimulatorProbe(meta["env_id"], meta["dataset"]["obs_dim"])
     obs_all = np.asarray(data.transitions.observations)
     ok = np.flatnonzero(probe.restorable(obs_all))

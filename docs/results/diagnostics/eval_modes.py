@@ -4,7 +4,7 @@ Usage: python eval_modes.py WORKDIR PHASE STEP EPISODES"""
 import json, sys
 import jax
 from mb2po_jax.evaluation import evaluate
-from experiments.evaluate import restore_policy
+from mb2po_jax.pipeline import restore_policy
 
 workdir, phase, step, episodes = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 agent, state, config, meta, _, _ = restore_policy(workdir, phase=phase, step=step)

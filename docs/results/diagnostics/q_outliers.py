@@ -11,13 +11,13 @@ Usage: python q_outliers.py WORKDIR:PHASE:STEP ..."""
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from diag_common import checkpoints
-from experiments.common import prepare_dataset
+from mb2po_jax.pipeline import Settings, prepare_dataset
 
 GAMMA, TOP = 0.99, 0.001
 t = None
 for spec, agent, state, config, meta in checkpoints(sys.argv[1:]):
     if t is None:  # the dataset's per-row statistics, once for every checkpoint
-        t = prepare_dataset(config).transitions
+        t = prepare_dataset(Settings.from_config(config).data).transitions
         obs, act = np.asarray(t.observations), np.asarray(t.actions)
         rew, term, tout = (np.asarray(x, np.float64) for x in (t.rewards, t.terminals, t.timeouts))
         n = len(rew)

@@ -2,13 +2,13 @@
 component std, at 4096 dataset states, for checkpoints given as WORKDIR:PHASE:STEP."""
 import sys
 import jax, jax.numpy as jnp, numpy as np
-from experiments.common import prepare_dataset
+from mb2po_jax.pipeline import Settings, prepare_dataset
 from diag_common import checkpoints
 
 data = None
 for spec, agent, state, config, meta in checkpoints(sys.argv[1:]):
     if data is None:
-        data = prepare_dataset(config)
+        data = prepare_dataset(Settings.from_config(config).data)
         rows = np.random.default_rng(0).choice(len(data.transitions.observations), 4096, replace=False)
         obs = jnp.asarray(np.asarray(data.transitions.observations)[rows])
         acts = np.asarray(data.transitions.actions)[rows]
