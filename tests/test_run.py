@@ -405,6 +405,39 @@ def test_buffer_regenerating_checkpoints_resume_to_the_same_numbers(
     assert evaluate_checkpoint(tmp_path / "regen")["returns"] == straight["returns"]
 
 
+def test_refill_checkpoints_keep_no_buffer_and_count_the_approximation(
+        full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """``mb2po.buffer_checkpoint='refill'`` (a named approximation): the
+    checkpoint holds the agent and the counts only; a resume rolls the filled
+    slots out again with the current policy, so training after it departs
+    from the uninterrupted run's, and results.json counts the refill."""
+    def config():
+        config = _from(full_run, tiny_config(fine_tune=True))
+        config.mb2po.num_iterations, config.mb2po.buffer_iterations = 6, 2
+        config.mb2po.checkpoint_every = 1
+        config.mb2po.buffer_checkpoint = "refill"
+        return config
+
+    straight = run(config(), tmp_path / "straight")
+    assert straight["buffer_refills"] == 0
+    real_make = _interrupt_third_iteration(monkeypatch, call=6)
+    with pytest.raises(phase_runner.InterruptedRun, match="'mb2po'.*step 5"):
+        run(config(), tmp_path / "refill")
+    saved = _saved_tree(tmp_path / "refill" / "checkpoints" / "mb2po" / "5")
+    assert set(saved) == {"agent", "iteration", "refills"}
+    monkeypatch.setattr(mb2po, "make_iteration", real_make)
+    with caplog.at_level(logging.WARNING, logger="mb2po_jax.pipeline.buffer_checkpointing"):
+        resumed = run(config(), tmp_path / "refill")
+    assert "buffer_checkpoint='refill' (an approximation)" in caplog.text
+    assert resumed["buffer_refills"] == 1
+    train = lambda d: (d / "mb2po" / "metrics_train.csv").read_text().splitlines()  # noqa: E731
+    # Iterations 1-5 ran before the stop, as in the straight run; the sixth
+    # trained on refilled slots.
+    assert train(tmp_path / "refill")[:6] == train(tmp_path / "straight")[:6]
+    assert train(tmp_path / "refill")[6] != train(tmp_path / "straight")[6]
+
+
 def test_rows_checkpoints_that_cannot_fit_the_disk_are_refused_before_training(
         tmp_path: Path) -> None:
     config = tiny_config(fine_tune=True)

@@ -220,9 +220,10 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
         # One row per seed in the report (records.collect_records); its curve
         # is under <phase>/seed_<s>/. The wall time is the program's, all seeds.
         record["per_seed"] = [{"seed": one["seed"], "curve_subdir": f"seed_{one['seed']}",
-                               **_final_fields(one)} for one in final["per_seed"]]
+                               **_final_fields(one), **_refills(mine)}
+                              for one, mine in zip(final["per_seed"], results["per_seed"])]
     else:
-        record.update(_final_fields(final))
+        record.update(_final_fields(final), **_refills(results))
     record.update(
         wall_seconds=results["wall_seconds"],
         dataset_fingerprint=results["dataset_fingerprint"],
@@ -232,6 +233,11 @@ def _run_cell_locked(cell: Cell, config: ml_collections.ConfigDict,
     )
     _write_cell(cell.workdir, record)
     return record
+
+
+def _refills(results: dict[str, Any]) -> dict[str, Any]:
+    """``buffer_refills`` where the run used that approximation (else nothing)."""
+    return {"buffer_refills": results["buffer_refills"]} if "buffer_refills" in results else {}
 
 
 def _final_fields(final: dict[str, Any]) -> dict[str, Any]:

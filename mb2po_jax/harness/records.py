@@ -20,12 +20,12 @@ COLUMNS = (
     "best_periodic_score", "best_periodic_updates", "periodic_episodes", "pretrain_updates",
     "finetune_updates", "total_updates", "batch_size", "wall_seconds", "dataset", "dataset_fingerprint",
     "num_transitions", "commit", "message", "seeds_in_program", "dataset_episode_score",
-    "behaviour_score",
+    "behaviour_score", "buffer_refills",
 )
 # How results.csv's columns read back (merging CSVs from several sweeps).
 _INT_COLUMNS = {"seed", "final_episodes", "best_periodic_updates", "periodic_episodes",
                 "pretrain_updates", "finetune_updates", "total_updates", "batch_size",
-                "num_transitions", "seeds_in_program"}
+                "num_transitions", "seeds_in_program", "buffer_refills"}
 _FLOAT_COLUMNS = {"final_score", "final_score_std", "best_periodic_score", "wall_seconds",
                   "dataset_episode_score", "behaviour_score"}
 

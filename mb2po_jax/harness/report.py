@@ -161,6 +161,12 @@ def table_markdown(records: list[dict[str, Any]], sweep: dict[str, Any]) -> str:
                            if r.get("dataset_fingerprint")})
     lines += ["", f"Commits: {', '.join(commits) or 'n/a'}. Dataset fingerprints: "
               + (", ".join(f"{t} {f}" for t, f in fingerprints) or "n/a") + "."]
+    refilled = sorted(f"{r['task']} seed {r['seed']} {labels.get(r['arm'], r['arm'])}"
+                      for r in records if r.get("buffer_refills"))
+    if refilled:
+        lines += ["", "Approximated (a resume refilled the model buffer from the current "
+                  "policy, buffer_checkpoint='refill'; results.csv's buffer_refills): "
+                  + "; ".join(refilled) + "."]
     return "\n".join(lines) + "\n"
 
 

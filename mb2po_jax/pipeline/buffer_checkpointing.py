@@ -21,13 +21,15 @@ logger = logging.getLogger(__name__)
 
 def buffer_checkpointing(axis: SeedAxis, tuning: mb2po.FineTuningConfig,
                          loop: mb2po.FineTuning, init, dynamics_state, dataset: Transitions,
-                         key: jax.Array, algorithm: str):
+                         key: jax.Array, algorithm: str, policy_params):
     """The fine-tuning phase's ``(to_checkpoint, from_checkpoint)``: the state
     with its buffer's rows for ``buffer_checkpoint='rows'``; else a checkpoint without the
     buffer's rows, which are rolled out again on restore (each slot from its
     policy, the dynamics and its iteration's key) and checked against the
-    saved per-slot checksums. A finished phase's state comes back without
-    them (``buffer=None``): it is only reported."""
+    saved per-slot checksums; with ``'refill'`` (an approximation) every slot
+    from the current policy (``policy_params(agent_state)``). A finished
+    phase's state comes back without them (``buffer=None``): it is only
+    reported."""
     one = not axis.many
     to_checkpoint = loop.to_checkpoint if one else axis.per_seed(loop.to_checkpoint, (0,))
     if tuning.buffer_checkpoint == "rows":
@@ -35,8 +37,12 @@ def buffer_checkpointing(axis: SeedAxis, tuning: mb2po.FineTuningConfig,
             saved.agent, saved.buffer, saved.iteration)
     regenerate_slot = (jax.jit(loop.regenerate_slot, donate_argnums=(0,)) if one else
                        axis.per_seed(loop.regenerate_slot, (0, 0, 0, None, 0, None),
-                                 donate_argnums=(0,)))
+                                     donate_argnums=(0,)))
     checksums = mb2po.slot_checksums if one else axis.per_seed(mb2po.slot_checksums, (0,))
+    # The current policy in each of the K slots: the ring regenerate_slot reads.
+    num_slots = tuning.buffer_iterations
+    ring = axis.per_seed(lambda params: jax.tree.map(
+        lambda p: jnp.broadcast_to(p, (num_slots,) + p.shape), params), (0,))
 
     def regenerate(buffer, policies, i: int):
         return regenerate_slot(buffer, policies, dynamics_state, dataset.observations,
@@ -47,8 +53,21 @@ def buffer_checkpointing(axis: SeedAxis, tuning: mb2po.FineTuningConfig,
             # Only reported, never advanced: the rows (minutes of rollouts at
             # paper scale, the memory of the whole buffer) are not rebuilt.
             logger.info("%s: finished; its model buffer is not rolled out again.", algorithm)
-            return mb2po.MB2POState(saved.agent, None, saved.iteration, saved.policies)
+            return mb2po.MB2POState(saved.agent, None, saved.iteration,
+                                    getattr(saved, "policies", None),
+                                    getattr(saved, "refills", None))
         started = time.time()
+        if tuning.buffer_checkpoint == "refill":
+            state = mb2po.refill_state(saved, init(), ring(policy_params(saved.agent)),
+                                       regenerate)
+            filled = min(int(np.max(np.asarray(saved.iteration))), tuning.buffer_iterations)
+            if filled:
+                logger.warning(
+                    "%s: buffer_checkpoint='refill' (an approximation): rolled the model "
+                    "buffer's %d filled slots out again with the CURRENT policy in %.1f s; "
+                    "the resumed run is not the uninterrupted one (results report "
+                    "buffer_refills).", algorithm, filled, time.time() - started)
+            return state
         state, differing = mb2po.restore_state(saved, init(), regenerate, checksums)
         filled = min(int(np.max(np.asarray(saved.iteration))), tuning.buffer_iterations)
         logger.info("%s: rolled the model buffer's %d filled slots out again from their "

@@ -130,7 +130,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     # What a checkpoint keeps of the model buffer: "rows" (the rows: K * S *
     # (2 obs + act + 3) float32 per seed, 11-17 GB at paper scale) or
     # "regenerate" (each slot's policy, ~0.9 MB at paper size; the rows are
-    # rolled out again on restore and checked against saved checksums).
+    # rolled out again on restore and checked against saved checksums), both
+    # exact; or "refill" (a named approximation for checkpoints that must stay
+    # small: nothing of the buffer, every slot rolled out again from the
+    # current policy on restore; results count it as buffer_refills).
     # paper_scale() takes "regenerate"; a run refuses to start where "rows"
     # checkpoints would not fit on the workdir's disk.
     config.mb2po.buffer_checkpoint = "rows"

@@ -40,15 +40,16 @@ def fine_tuning_phase(
     act = policy_act(agent, settings.num_seeds)
     init = lambda: axis.per_seed(loop.init, (0,))(start)  # noqa: E731
 
-    def step_parts(agent_state, buffer, iteration, policies, dyn_state, dataset, key, reference):
-        return loop.step(mb2po.MB2POState(agent_state, buffer, iteration, policies), dyn_state,
-                         dataset, key, reference)
+    def step_parts(agent_state, buffer, iteration, policies, refills, dyn_state, dataset, key,
+                   reference):
+        return loop.step(mb2po.MB2POState(agent_state, buffer, iteration, policies, refills),
+                         dyn_state, dataset, key, reference)
 
     # The dataset is shared by the seeds. Only the model buffer and the ring
     # of policies are donated (the agent's first state may alias ``reference``).
-    step = axis.per_seed(step_parts, (0, 0, 0, 0, 0, None, 0, 0), donate_argnums=(1, 3))
+    step = axis.per_seed(step_parts, (0, 0, 0, 0, 0, 0, None, 0, 0), donate_argnums=(1, 3))
     to_checkpoint, from_checkpoint = buffer_checkpointing(
-        axis, tuning, loop, init, dynamics_state, dataset, key, algorithm)
+        axis, tuning, loop, init, dynamics_state, dataset, key, algorithm, agent.policy_params)
     check = simulator_check_of(settings, data, agent, dynamics_state)
 
     def evaluate_state(state: mb2po.MB2POState):
@@ -66,7 +67,8 @@ def fine_tuning_phase(
         abstract=axis.abstract(lambda: to_checkpoint(init())),
         progress=progress,
         advance=lambda state, c: step(state.agent, state.buffer, state.iteration, state.policies,
-                                      dynamics_state, dataset, axis.fold(key, c), reference),
+                                      state.refills, dynamics_state, dataset, axis.fold(key, c),
+                                      reference),
         evaluate=evaluate_state,
         guard=make_critic_guard(algorithm, q_limit(settings, np.asarray(data.transitions.rewards))),
         postfix=("critic_loss", "q_data_mean" if algorithm == MB2PO else "q_mean",

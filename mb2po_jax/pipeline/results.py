@@ -8,6 +8,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mb2po_jax import seeds
 from mb2po_jax.metrics_logger import plot_learning_curve, read_series
 from mb2po_jax.pipeline.dataset import PreparedData
@@ -15,6 +17,18 @@ from mb2po_jax.pipeline.seed_axis import counts
 from mb2po_jax.pipeline.settings import AWAC, DYNAMICS, MB2PO, MOPO, Settings
 
 RESULTS_FILE = "results.json"
+
+
+def _approximations(outcomes: dict[str, Any], index: int | None) -> dict[str, Any]:
+    """``buffer_refills``: how often a fine-tuning restore refilled the model
+    buffer from the current policy (``buffer_checkpoint='refill'``, a named
+    approximation); absent in the exact modes."""
+    for name in (MB2PO, MOPO):
+        refills = getattr(outcomes[name].state, "refills", None) if name in outcomes else None
+        if refills is not None:
+            refills = np.asarray(refills)
+            return {"buffer_refills": int(refills if index is None else refills[index])}
+    return {}
 
 
 def _eval_summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +49,8 @@ def seed_outcome(outcome, index: int | None):
 # fields stay per seed (results["per_seed"]).
 _SCORES = ("normalized_score", "return_mean", "awac_normalized_score", "mb2po_normalized_score",
            "mopo_normalized_score")
-_SEED_SPECIFIC = ("normalized_score_std", "return_std", "returns", "phases", "seed")
+_SEED_SPECIFIC = ("normalized_score_std", "return_std", "returns", "phases", "seed",
+                  "buffer_refills")
 
 
 def run_results(settings: Settings, data: PreparedData, outcomes: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +60,8 @@ def run_results(settings: Settings, data: PreparedData, outcomes: dict[str, Any]
     if not settings.seeds:
         return seed_results(settings, data, outcomes, last, settings.seed)
     per_seed = [seed_results(settings, data, {name: seed_outcome(outcome, i)
-                                              for name, outcome in outcomes.items()}, last, seed)
+                                              for name, outcome in outcomes.items()}, last, seed,
+                             index=i)
                 for i, seed in enumerate(settings.seeds)]
     results = {key: value for key, value in per_seed[0].items() if key not in _SEED_SPECIFIC}
     results.update(seeds.summarize(per_seed, _SCORES), seeds=list(settings.seeds),
@@ -54,8 +70,8 @@ def run_results(settings: Settings, data: PreparedData, outcomes: dict[str, Any]
 
 
 def seed_results(settings: Settings, data: PreparedData, outcomes: dict[str, Any], last: str,
-                 seed: int) -> dict[str, Any]:
-    """results.json of one seed."""
+                 seed: int, index: int | None = None) -> dict[str, Any]:
+    """results.json of one seed (``index``: its place on the seed axis)."""
     mopo = last == MOPO
     final = outcomes[last].final_eval
     awac = outcomes.get(AWAC)
@@ -80,6 +96,7 @@ def seed_results(settings: Settings, data: PreparedData, outcomes: dict[str, Any
             for name, outcome in outcomes.items()
         },
         "seed": seed,
+        **_approximations(outcomes, index),
     }
 
 
