@@ -20,6 +20,10 @@
 #    Give it as PIECE_IN to the next piece with the same harness flags (the
 #    sweep refuses others).
 #
+# On a GPU the pieces repeat an uninterrupted sweep bit for bit only with
+# XLA_FLAGS=--xla_gpu_deterministic_ops=true (about a quarter fewer updates);
+# without it they differ from it by rounding (docs/usage.md, "Determinism").
+#
 # Last line: one JSON object: finished (every cell done), the harness's
 # summary line, the piece's seconds and the export's bytes. Exit code: the
 # harness's (0 when it stopped at the limit or finished), else 5 when the
