@@ -6,7 +6,7 @@
 # resumes or skips finished ones.
 # Usage: bash advantage_space.sh PRETRAIN_WORKDIR OUT_DIR [CONFIG] [ARM ...]
 #   CONFIG: a config file name (default walker2d_mixed_cpu.py)
-#   ARM: paper | h | online | alpha20 | alpha5   (default: all, in that order)
+#   ARM: paper | h | online | alpha20 | alpha5 | horizon5   (default: the first five, in that order)
 set -euo pipefail
 pre=$(realpath "$1"); out=$(realpath -m "$2"); cfg=${3:-walker2d_mixed_cpu.py}; shift $(( $# < 3 ? $# : 3 ))
 arms=("$@"); [ ${#arms[@]} -eq 0 ] && arms=(paper h online alpha20 alpha5)
@@ -18,6 +18,7 @@ declare -A extra=(
   [alpha5]="--config.mb2po.alpha=5.0"
   [alpha20]="--config.mb2po.alpha=20.0"
   [online]="--config.mb2po.model=online --config.mb2po.rollout_samples=5000"
+  [horizon5]="--config.mb2po.horizon=5"
 )
 for arm in "${arms[@]}"; do
   dyn=()

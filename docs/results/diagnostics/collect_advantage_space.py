@@ -25,7 +25,7 @@ ARM_TRAIN = ["q_real_mean", "q_model_mean", "critic_loss", "policy_shift", "log_
              "rollout_termination_rate"]
 LABELS = {"paper": "paper (return space, alpha 1)", "h": "advantage_space=h",
           "alpha5": "return space, alpha 5", "alpha20": "return space, alpha 20",
-          "online": "online control (real episodes)"}
+          "online": "online control (real episodes)", "horizon5": "model rollouts of h = 5"}
 
 
 def rows(path: Path):
