@@ -344,12 +344,17 @@ class FineTuning(NamedTuple):
             policy from ``policies`` into ``buffer``; ``key`` is the key that
             iteration's ``step`` got. :func:`restore_state` calls it for each
             slot a :class:`BufferlessCheckpoint` left out.
+        rollout_slot: ``(buffer, policy_params, dyn_state, observations, key)
+            -> buffer``: the same with the given policy (what
+            ``regenerate_slot`` does with the slot's own; :func:`refill_state`
+            with the current one).
     """
 
     init: Callable[[Any], MB2POState]
     step: Callable[..., tuple[MB2POState, Metrics]]
     to_checkpoint: Callable[[MB2POState], Any]
     regenerate_slot: Callable[..., model_buffer.ModelBuffer]
+    rollout_slot: Callable[..., model_buffer.ModelBuffer]
 
 
 def make_fine_tuning(
@@ -414,16 +419,34 @@ def make_fine_tuning(
     def to_checkpoint(state: MB2POState) -> Any:
         return checkpoint_form(state, cfg.buffer_checkpoint)
 
+    def rollout_slot(buffer: model_buffer.ModelBuffer, params: Any, dyn_state: DynamicsState,
+                     observations: jax.Array, key: jax.Array) -> model_buffer.ModelBuffer:
+        # The same key split and the same collect as the iteration's.
+        rollout_key, _ = jax.random.split(key)
+        return collect(buffer, dyn_state, params, observations, rollout_key)[0]
+
     def regenerate_slot(buffer: model_buffer.ModelBuffer, policies: Any,
                         dyn_state: DynamicsState, observations: jax.Array, key: jax.Array,
                         iteration_index: jax.Array) -> model_buffer.ModelBuffer:
-        # The same key split and the same collect as the iteration's.
-        rollout_key, _ = jax.random.split(key)
         params = jax.tree.map(lambda ring: ring[iteration_index % num_slots], policies)
-        return collect(buffer, dyn_state, params, observations, rollout_key)[0]
+        return rollout_slot(buffer, params, dyn_state, observations, key)
 
     return FineTuning(init=init, step=step, to_checkpoint=to_checkpoint,
-                      regenerate_slot=regenerate_slot)
+                      regenerate_slot=regenerate_slot, rollout_slot=rollout_slot)
+
+
+def _replay_slots(fresh: MB2POState, done: int,
+                  fill: Callable[[model_buffer.ModelBuffer, int], model_buffer.ModelBuffer]
+                  ) -> tuple[model_buffer.ModelBuffer, int]:
+    """``fresh``'s empty buffer with the slots of the last K of ``done``
+    iterations filled again by ``fill(buffer, i)``, oldest first; and the
+    first iteration filled."""
+    num_slots = fresh.buffer.counts.shape[-1]  # [K], or [N, K] with a seed axis
+    first = max(0, done - num_slots)
+    buffer = fresh.buffer.replace(num_inserted=jnp.full_like(fresh.buffer.num_inserted, first))
+    for i in range(first, done):
+        buffer = fill(buffer, i)
+    return buffer, first
 
 
 def restore_state(
@@ -447,11 +470,8 @@ def restore_state(
         the rows are the saved ones, as on the same CPU and software).
     """
     done = int(np.max(np.asarray(saved.iteration)))
-    num_slots = fresh.buffer.counts.shape[-1]  # [K], or [N, K] with a seed axis
-    first = max(0, done - num_slots)
-    buffer = fresh.buffer.replace(num_inserted=jnp.full_like(fresh.buffer.num_inserted, first))
-    for i in range(first, done):
-        buffer = regenerate(buffer, saved.policies, i)
+    num_slots = fresh.buffer.counts.shape[-1]
+    buffer, first = _replay_slots(fresh, done, lambda b, i: regenerate(b, saved.policies, i))
     same = ((np.asarray(checksums(buffer)) == np.asarray(saved.slot_checksums))
             & (np.asarray(buffer.counts) == np.asarray(saved.counts)))
     same = same.reshape(-1, num_slots).all(axis=0)  # over the seeds, if any
@@ -462,20 +482,16 @@ def restore_state(
 
 
 def refill_state(
-    saved: RefillCheckpoint, fresh: MB2POState, current_ring: Any,
-    regenerate: Callable[[model_buffer.ModelBuffer, Any, int], model_buffer.ModelBuffer],
+    saved: RefillCheckpoint, fresh: MB2POState,
+    refill: Callable[[model_buffer.ModelBuffer, int], model_buffer.ModelBuffer],
 ) -> MB2POState:
     """The state a :class:`RefillCheckpoint` stands for, approximately: each
-    slot of the last K iterations rolled out again with its iteration's key
-    and the current policy (``current_ring``: that policy in every slot of a
-    ``[K, ...]`` ring, as :func:`restore_state`'s ``policies``).
-    ``refills`` counts this restore where it refilled anything."""
+    slot of the last K iterations rolled out again by ``refill(buffer, i)``
+    (the loop's ``rollout_slot`` with the current policy and iteration
+    ``i``'s key bound by the caller). ``refills`` counts this restore where
+    it refilled anything."""
     done = int(np.max(np.asarray(saved.iteration)))
-    num_slots = fresh.buffer.counts.shape[-1]
-    first = max(0, done - num_slots)
-    buffer = fresh.buffer.replace(num_inserted=jnp.full_like(fresh.buffer.num_inserted, first))
-    for i in range(first, done):
-        buffer = regenerate(buffer, current_ring, i)
+    buffer, _ = _replay_slots(fresh, done, refill)
     refills = saved.refills + 1 if done > 0 else saved.refills
     return MB2POState(agent=saved.agent, buffer=buffer, iteration=saved.iteration,
                       refills=refills)

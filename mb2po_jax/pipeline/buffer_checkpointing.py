@@ -1,7 +1,8 @@
 """What a fine-tuning checkpoint keeps of the model buffer, and how the
 state comes back: ``buffer_checkpoint='rows'`` keeps the rows;
 ``'regenerate'`` keeps each slot's policy and rolls the rows out again on
-restore, checked against saved per-slot checksums."""
+restore, checked against saved per-slot checksums; ``'refill'`` (a named
+approximation) keeps neither and rolls every slot out with the current policy."""
 
 from __future__ import annotations
 
@@ -38,11 +39,9 @@ def buffer_checkpointing(axis: SeedAxis, tuning: mb2po.FineTuningConfig,
     regenerate_slot = (jax.jit(loop.regenerate_slot, donate_argnums=(0,)) if one else
                        axis.per_seed(loop.regenerate_slot, (0, 0, 0, None, 0, None),
                                      donate_argnums=(0,)))
+    rollout_slot = (jax.jit(loop.rollout_slot, donate_argnums=(0,)) if one else
+                    axis.per_seed(loop.rollout_slot, (0, 0, 0, None, 0), donate_argnums=(0,)))
     checksums = mb2po.slot_checksums if one else axis.per_seed(mb2po.slot_checksums, (0,))
-    # The current policy in each of the K slots: the ring regenerate_slot reads.
-    num_slots = tuning.buffer_iterations
-    ring = axis.per_seed(lambda params: jax.tree.map(
-        lambda p: jnp.broadcast_to(p, (num_slots,) + p.shape), params), (0,))
 
     def regenerate(buffer, policies, i: int):
         return regenerate_slot(buffer, policies, dynamics_state, dataset.observations,
@@ -57,10 +56,11 @@ def buffer_checkpointing(axis: SeedAxis, tuning: mb2po.FineTuningConfig,
                                     getattr(saved, "policies", None),
                                     getattr(saved, "refills", None))
         started = time.time()
+        filled = min(int(np.max(np.asarray(saved.iteration))), tuning.buffer_iterations)
         if tuning.buffer_checkpoint == "refill":
-            state = mb2po.refill_state(saved, init(), ring(policy_params(saved.agent)),
-                                       regenerate)
-            filled = min(int(np.max(np.asarray(saved.iteration))), tuning.buffer_iterations)
+            params = policy_params(saved.agent)
+            state = mb2po.refill_state(saved, init(), lambda buffer, i: rollout_slot(
+                buffer, params, dynamics_state, dataset.observations, axis.fold(key, i)))
             if filled:
                 logger.warning(
                     "%s: buffer_checkpoint='refill' (an approximation): rolled the model "
@@ -69,7 +69,6 @@ def buffer_checkpointing(axis: SeedAxis, tuning: mb2po.FineTuningConfig,
                     "buffer_refills).", algorithm, filled, time.time() - started)
             return state
         state, differing = mb2po.restore_state(saved, init(), regenerate, checksums)
-        filled = min(int(np.max(np.asarray(saved.iteration))), tuning.buffer_iterations)
         logger.info("%s: rolled the model buffer's %d filled slots out again from their "
                     "policies in %.1f s.", algorithm, filled, time.time() - started)
         if differing:

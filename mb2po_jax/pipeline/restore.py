@@ -28,6 +28,13 @@ def restore_policy(workdir: str | Path, *, phase: str | None = None, step: int |
     Returns ``(agent, agent_state, config, meta, phase, step)`` (``config``:
     the run's stored ``ConfigDict``); ``phase``
     defaults to the last policy phase run, ``step`` to the latest checkpoint."""
+    agent, agent_state, config, _, meta, phase, step = _restore(workdir, phase, step)
+    return agent, agent_state, config, meta, phase, step
+
+
+def _restore(workdir: str | Path, phase: str | None, step: int | None):
+    """:func:`restore_policy`'s values, and the run's :class:`Settings`
+    after ``config``."""
     root = Path(workdir).expanduser() / "checkpoints"
     if phase is not None and phase not in POLICY_PHASES:
         raise UsageError(f"--phase={phase!r}: valid phases: {list(POLICY_PHASES)}.")
@@ -60,7 +67,7 @@ def restore_policy(workdir: str | Path, *, phase: str | None = None, step: int |
             # Only the agent: a fine-tuning checkpoint also holds the model
             # buffer (11-17 GB at paper scale), which evaluation never reads.
             agent_state = checkpointer.restore_part({"agent": abstract.agent}, step)[0]["agent"]
-    return agent, agent_state, config, meta, phase, step
+    return agent, agent_state, config, settings, meta, phase, step
 
 
 def evaluate_checkpoint(
@@ -72,9 +79,8 @@ def evaluate_checkpoint(
     seed: int | None = None,
 ) -> dict[str, Any]:
     """Restores a policy checkpoint of ``workdir`` and evaluates it."""
-    agent, agent_state, config, meta, phase, step = restore_policy(workdir, phase=phase, step=step)
+    agent, agent_state, _, settings, meta, phase, step = _restore(workdir, phase, step)
     dataset = meta["dataset"]
-    settings = Settings.from_config(meta["config"])
     episodes = dataclasses.replace(
         settings.eval, **({} if num_episodes is None else {"num_episodes": num_episodes}),
         **({} if seed is None else {"seed": seed}))

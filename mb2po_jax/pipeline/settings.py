@@ -22,7 +22,8 @@ from mb2po_jax.pipeline.config import get_base_config
 
 AWAC, DYNAMICS, MB2PO, MOPO = "awac", "dynamics", "mb2po", "mopo"
 ALGORITHMS = (MB2PO, MOPO)
-_DEFAULTS = json.loads(get_base_config().to_json())
+# Every field at its default, as a stored config reads back (through JSON).
+DEFAULTS = json.loads(get_base_config().to_json())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +143,7 @@ class Settings:
             train=TrainSettings(**values["train"]), eval=EvalSettings(**values["eval"]))
 
 
-def with_defaults(values: dict[str, Any], defaults: dict[str, Any] = _DEFAULTS) -> dict[str, Any]:
+def with_defaults(values: dict[str, Any], defaults: dict[str, Any] = DEFAULTS) -> dict[str, Any]:
     """``values`` with every field it lacks taken from ``defaults``."""
     out = dict(values)
     for key, default in defaults.items():

@@ -16,13 +16,9 @@ from mb2po_jax.mb2po import BUFFER_CHECKPOINTS
 from mb2po_jax.model.dynamics import DynamicsConfig
 from mb2po_jax.model.penalties import PENALTIES
 from mb2po_jax.model.rollout import NEXT_STATE_CHOICES
-from mb2po_jax.pipeline.config import get_base_config
 from mb2po_jax.pipeline.errors import UsageError
 from mb2po_jax.pipeline.rollout_model import model_choice_problem
-from mb2po_jax.pipeline.settings import ALGORITHMS, MB2PO, MOPO
-
-# A field added to the code after a workdir was made resumes at its default.
-DEFAULTS = json.loads(get_base_config().to_json())
+from mb2po_jax.pipeline.settings import ALGORITHMS, DEFAULTS, MB2PO, MOPO
 
 
 def _fail(field: str, value: Any, why: str) -> UsageError:

@@ -11,8 +11,8 @@ from typing import Any
 
 from mb2po_jax.checkpoint import check_same_run, flatten_config
 from mb2po_jax.pipeline.errors import UsageError
-from mb2po_jax.pipeline.settings import MOPO
-from mb2po_jax.pipeline.validation import DEFAULTS
+# A field added to the code after a workdir was made resumes at its default.
+from mb2po_jax.pipeline.settings import DEFAULTS, MOPO
 
 RUN_FILE = "run.json"
 # Lengths --extend may raise, and the phases that would have to be redone if
